@@ -1,0 +1,27 @@
+"""offload's SQS broker for Dramatiq. Knows dramatiq and boto3, never Django."""
+
+from brokers.errors import (
+    BatchSendFailed,
+    DeadLetteringFailed,
+    FailedEntry,
+    FifoDelayNotSupported,
+    InvalidQueueName,
+    MessageTooLarge,
+    QueueDoesNotExist,
+    SQSBrokerError,
+    SQSRequestFailed,
+)
+from brokers.sqs import SQSBroker
+
+__all__ = [
+    "BatchSendFailed",
+    "DeadLetteringFailed",
+    "FailedEntry",
+    "FifoDelayNotSupported",
+    "InvalidQueueName",
+    "MessageTooLarge",
+    "QueueDoesNotExist",
+    "SQSBroker",
+    "SQSBrokerError",
+    "SQSRequestFailed",
+]

@@ -1,0 +1,225 @@
+"""The consumer side of the SQS broker: a background long poll per queue feeding dramatiq's worker."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from dramatiq.broker import Consumer, MessageProxy
+from dramatiq.common import current_millis
+from dramatiq.errors import ConnectionClosed, DecodeError
+from dramatiq.message import Message
+
+from brokers.client import LONG_POLL_S
+from brokers.errors import SQSBrokerError
+
+if TYPE_CHECKING:
+    from brokers.sqs import SQSBroker, _Queue
+
+logger = logging.getLogger(__name__)
+
+#: Most messages one ReceiveMessage returns (sqs-api ReceiveMessage).
+MAX_RECEIVE = 10
+#: A delayed message that arrives this close to its ETA (clock skew) is held here until due rather
+#: than sent around again.
+MAX_HOLD_MS = 2_000
+#: SQS rejects DelaySeconds above this (sqs-message-timers).
+MAX_DELAY_S = 15 * 60
+
+
+class _SQSMessage(MessageProxy):
+    """A received message: the dramatiq message plus where it came from in SQS."""
+
+    def __init__(self, message: Message, *, queue: _Queue, receipt_handle: str, receive_count: int) -> None:
+        super().__init__(message)
+        self._queue = queue
+        self._receipt_handle = receipt_handle
+        self._receive_count = receive_count
+
+    @property
+    def receipt_handle(self) -> str:
+        return self._receipt_handle
+
+    @property
+    def receive_count(self) -> int:
+        """How many times SQS has delivered this message (1 the first time)."""
+        return self._receive_count
+
+
+class _SQSConsumer(Consumer):
+    """Iterates over one queue's messages; a daemon thread long-polls SQS ahead of the worker.
+
+    The poller receives only when a whole receive batch fits under the worker's prefetch (or the
+    prefetch is smaller than a batch), so receives stay full without ever exceeding the prefetch.
+    """
+
+    def __init__(self, broker: SQSBroker, queue: _Queue, *, prefetch: int, timeout: int) -> None:
+        self._broker = broker
+        self._queue = queue
+        self._leases = broker._leases
+        self._prefetch = max(1, prefetch)
+        self._timeout_s = timeout / 1000
+        self._cond = threading.Condition()
+        self._ready: deque[_SQSMessage] = deque()
+        self._held: list[tuple[int, int, _SQSMessage]] = []
+        self._seq = itertools.count()
+        self._error: BaseException | None = None
+        self._closed = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name=f"offload-poll-{queue.name}", daemon=True)
+        self._poller.start()
+
+    # --- dramatiq's Consumer interface -----------------------------------------------------------
+    def __next__(self) -> _SQSMessage | None:
+        deadline = time.monotonic() + self._timeout_s
+        with self._cond:
+            while True:
+                if self._ready:
+                    return self._ready.popleft()
+                if self._held and self._held[0][0] <= current_millis():
+                    return heapq.heappop(self._held)[2]
+                if self._error is not None:
+                    error, self._error = self._error, None
+                    raise error
+                wait = deadline - time.monotonic()
+                if self._held:
+                    wait = min(wait, (self._held[0][0] - current_millis()) / 1000)
+                if wait <= 0:
+                    if time.monotonic() >= deadline:
+                        return None
+                    continue
+                self._cond.wait(wait)
+
+    def ack(self, message: MessageProxy) -> None:
+        self._leases.ack(message.receipt_handle)
+
+    def nack(self, message: MessageProxy) -> None:
+        self._broker._dead_letter(message)
+        self._leases.ack(message.receipt_handle)
+
+    def requeue(self, messages: Any) -> None:
+        self._leases.release([message.receipt_handle for message in messages])
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._cond:
+            unstarted = [message.receipt_handle for message in self._ready]
+            unstarted += [item[2].receipt_handle for item in self._held]
+            self._ready.clear()
+            self._held.clear()
+            self._cond.notify_all()
+        self._leases.release(unstarted)
+        try:
+            self._leases.flush(self._queue.url)
+        except ConnectionClosed as e:
+            logger.warning("Could not delete acked messages of %r on close: %s", self._queue.name, e)
+
+    # --- the poller ------------------------------------------------------------------------------
+    def _poll(self) -> None:
+        linger = False
+        wanted = min(MAX_RECEIVE, self._prefetch)
+        while not self._closed.is_set():
+            room = self._leases.wait_for_room(
+                self._queue.url, limit=self._prefetch, wanted=wanted, timeout=1.0
+            )
+            if room < wanted:
+                continue
+            if linger and self._closed.wait(self._broker.receive_linger / 1000):
+                break
+            requested = min(MAX_RECEIVE, room)
+            try:
+                response = self._broker._sqs.call(
+                    "ReceiveMessage",
+                    QueueUrl=self._queue.url,
+                    MaxNumberOfMessages=requested,
+                    WaitTimeSeconds=LONG_POLL_S,
+                    VisibilityTimeout=self._broker.visibility_timeout // 1000,
+                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                )
+            except (ConnectionClosed, SQSBrokerError) as e:
+                self._fail(e)
+                return
+            except Exception as e:
+                logger.exception("Unexpected error receiving from %r.", self._queue.name)
+                self._fail(e)
+                return
+            received = response.get("Messages", [])
+            if self._closed.is_set():
+                leases = [
+                    self._leases.track(self._queue.url, raw["ReceiptHandle"], raw["MessageId"])
+                    for raw in received
+                ]
+                self._leases.release(lease.receipt_handle for lease in leases)
+                return
+            for raw in received:
+                self._accept(raw)
+            linger = 0 < len(received) < requested
+
+    def _fail(self, error: BaseException) -> None:
+        with self._cond:
+            self._error = error
+            self._cond.notify_all()
+
+    def _accept(self, raw: dict[str, Any]) -> None:
+        receipt_handle = raw["ReceiptHandle"]
+        lease = self._leases.track(self._queue.url, receipt_handle, raw["MessageId"])
+        body = raw.get("Body", "")
+        try:
+            message = Message.decode(body.encode("utf-8"))
+        except DecodeError as e:
+            self._broker._dead_letter_undecodable(self._queue, raw, e)
+            return
+        self._leases.rename(lease, message.message_id)
+
+        eta = message.options.get("eta")
+        if isinstance(eta, int | float):
+            remaining = eta - current_millis()
+            if remaining > MAX_HOLD_MS:
+                self._hop(raw, message, remaining)
+                return
+            message = _without_eta(message)
+        elif "eta" in message.options:
+            message = _without_eta(message)
+        else:
+            remaining = 0
+
+        proxy = _SQSMessage(
+            message,
+            queue=self._queue,
+            receipt_handle=receipt_handle,
+            receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+        )
+        with self._cond:
+            if remaining > 0:
+                heapq.heappush(self._held, (eta, next(self._seq), proxy))
+            else:
+                self._ready.append(proxy)
+            self._cond.notify_all()
+
+    def _hop(self, raw: dict[str, Any], message: Message, remaining_ms: float) -> None:
+        """Send a message that is not yet due around again, for at most SQS's longest delay."""
+        delay_s = min(MAX_DELAY_S, math.ceil(remaining_ms / 1000))
+        try:
+            self._broker._sqs.call(
+                "SendMessage", QueueUrl=self._queue.url, MessageBody=raw["Body"], DelaySeconds=delay_s
+            )
+        except (ConnectionClosed, SQSBrokerError) as e:
+            logger.warning(
+                "Could not re-delay message %r (it comes back after its lease): %s", message.message_id, e
+            )
+            self._leases.forget(raw["ReceiptHandle"])
+            return
+        logger.debug(
+            "Message %r is due in %d ms; delayed it again by %d s.", message.message_id, remaining_ms, delay_s
+        )
+        self._leases.ack(raw["ReceiptHandle"])
+
+
+def _without_eta(message: Message) -> Message:
+    options = {key: value for key, value in message.options.items() if key != "eta"}
+    return Message(**{**message.asdict(), "options": options})

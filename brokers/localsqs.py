@@ -1,0 +1,98 @@
+"""A loopback SQS (and S3) server for development and tests: moto in server mode.
+
+    python -m brokers.localsqs [--host 127.0.0.1] [--port 9324]
+    python -m brokers.localsqs --wait http://127.0.0.1:9324 [--timeout 30]
+
+The second form waits until a server answers at that URL, so a Procfile can start the worker after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+#: The port `make run` serves on.
+DEFAULT_PORT = 9324
+#: How long --wait waits for the server by default, in seconds.
+DEFAULT_WAIT_S = 30.0
+
+
+class LocalSQSServer:
+    """moto's threaded server on a loopback port (0 picks a free one)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        try:
+            from moto.server import ThreadedMotoServer
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise SystemExit("The local SQS server needs moto: pip install 'moto[server]'.") from None
+        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self.host = host
+        self.port = port
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> LocalSQSServer:
+        # One log line per request drowns everything else out.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server.start()
+        self.host, self.port = self._server.get_host_and_port()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> LocalSQSServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def wait_for(url: str, timeout_s: float) -> bool:
+    """Wait until something answers HTTP at url; True when it did within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - the caller's own local URL
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answered, even if not with 200
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m brokers.localsqs", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
+    parser.add_argument("--wait", metavar="URL", help="only wait until a server answers at URL, then exit")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_WAIT_S, help="seconds --wait waits")
+    args = parser.parse_args(argv)
+
+    if args.wait:
+        if wait_for(args.wait, args.timeout):
+            return 0
+        print(f"No server answered at {args.wait} within {args.timeout:g} s.", file=sys.stderr)
+        return 1
+
+    server = LocalSQSServer(args.host, args.port).start()
+    print(f"Local SQS and S3 listening on {server.endpoint_url} (Ctrl-C stops it).", flush=True)
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    stopped.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dramatiq actors, one module per job. Importing the app (Django's ready()) declares them all."""

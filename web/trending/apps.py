@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class TrendingConfig(AppConfig):
+    name = "web.trending"
+    label = "trending"
