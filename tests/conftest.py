@@ -6,8 +6,10 @@ import os
 import uuid
 from collections.abc import Iterator
 
+import dramatiq
 import pytest
 
+from brokers import SQSBroker
 from brokers.localsqs import LocalSQSServer
 
 # Any credentials do for a loopback server; real ones must never be used by the tests.
@@ -47,3 +49,38 @@ def _aws_test_credentials() -> Iterator[None]:
 def namespace() -> str:
     """A queue-name prefix no other test uses."""
     return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def broker(sqs_endpoint: str, namespace: str) -> Iterator[SQSBroker]:
+    """The project's actors bound to a fresh SQSBroker on the test server, in this test's namespace.
+
+    Uses the middleware list from settings, so retries and time limits behave as in production.
+    """
+    from django.conf import settings
+    from django_dramatiq.utils import load_middleware
+
+    middleware = [load_middleware(path) for path in settings.DRAMATIQ_BROKER["MIDDLEWARE"]]
+    test_broker = SQSBroker(
+        namespace=namespace, endpoint_url=sqs_endpoint, region_name="us-east-1", middleware=middleware
+    )
+    previous = dramatiq.get_broker()
+    actors = list(previous.actors.values())
+    dramatiq.set_broker(test_broker)
+    for actor in actors:
+        actor.broker = test_broker
+        test_broker.declare_actor(actor)
+    yield test_broker
+    test_broker.close()
+    for actor in actors:
+        actor.broker = previous
+    dramatiq.set_broker(previous)
+
+
+@pytest.fixture
+def worker(broker: SQSBroker) -> Iterator[dramatiq.Worker]:
+    """A running dramatiq Worker (4 threads) on the test broker; stopped after the test."""
+    running = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
+    running.start()
+    yield running
+    running.stop()
