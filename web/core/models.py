@@ -1,0 +1,33 @@
+"""The transactional outbox: messages written in the same transaction as the data they are about."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class OutboxMessage(models.Model):
+    """A dramatiq message waiting to reach SQS.
+
+    Every enqueue from Django writes one of these in the caller's transaction. After the commit the
+    message is sent and its row deleted; a row that is still here after `available_at` was not sent
+    (SQS unreachable, process killed) and the relay sends it.
+    """
+
+    queue_name = models.CharField(max_length=200)
+    actor_name = models.CharField(max_length=200)
+    message_id = models.CharField(max_length=64, unique=True)
+    body = models.TextField()
+    delay_ms = models.PositiveBigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    #: When the relay may take the row: a grace period after creation, then after each failed attempt.
+    available_at = models.DateTimeField(db_index=True)
+    #: Which relay run took the row last, so several relays never send the same row at once.
+    claim = models.CharField(max_length=32, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.actor_name} {self.message_id}"
