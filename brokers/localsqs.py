@@ -23,6 +23,26 @@ DEFAULT_PORT = 9324
 DEFAULT_WAIT_S = 30.0
 
 
+def _speed_up_moto_clock() -> None:
+    """Make moto's SQS clock cheap: it asks for the time for every queued message on every call.
+
+    moto computes "now" through naive datetimes (about 9 us a call) and does so for each message in
+    the queue whenever it counts messages, which it does on every send: 1,000 queued messages made
+    each SendMessageBatch take over 100 ms. time.time() gives the same value in 0.1 us.
+    """
+    from moto.sqs import models
+
+    def unix_time(dt: object = None) -> float:
+        return time.time() if dt is None else original_unix_time(dt)
+
+    def unix_time_millis(dt: object = None) -> float:
+        return unix_time(dt) * 1000.0
+
+    original_unix_time = models.unix_time
+    models.unix_time = unix_time
+    models.unix_time_millis = unix_time_millis
+
+
 class LocalSQSServer:
     """moto's threaded server on a loopback port (0 picks a free one)."""
 
@@ -31,6 +51,7 @@ class LocalSQSServer:
             from moto.server import ThreadedMotoServer
         except ImportError:  # pragma: no cover - depends on the environment
             raise SystemExit("The local SQS server needs moto: pip install 'moto[server]'.") from None
+        _speed_up_moto_clock()
         self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
         self.host = host
         self.port = port

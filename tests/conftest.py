@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import email
+import email.message
+import email.policy
 import os
+import re
+import socket
+import subprocess
+import sys
+import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import dramatiq
 import pytest
 
 from brokers import SQSBroker
-from brokers.localsqs import LocalSQSServer
 
 # Any credentials do for a loopback server; real ones must never be used by the tests.
 _TEST_CREDENTIALS = {
@@ -27,8 +36,30 @@ def sqs_endpoint() -> Iterator[str]:
     if external:
         yield external
         return
-    with LocalSQSServer("127.0.0.1", 0) as server:
-        yield server.endpoint_url
+    # A process of its own, as in `make run`: the server does not compete with the tests for the GIL.
+    with running_local_sqs() as endpoint_url:
+        yield endpoint_url
+
+
+@contextlib.contextmanager
+def running_local_sqs(port: int = 0) -> Iterator[str]:
+    """`python -m brokers.localsqs` in a subprocess on a loopback port; yields its endpoint URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "brokers.localsqs", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+        match = re.search(r"http://127\.0\.0\.1:\d+", line)
+        if not match:
+            raise RuntimeError(f"The local SQS server did not start: {line!r}")
+        yield match.group(0)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout:
+            process.stdout.close()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -84,3 +115,63 @@ def worker(broker: SQSBroker) -> Iterator[dramatiq.Worker]:
     running.start()
     yield running
     running.stop()
+
+
+class Mailbox:
+    """The mails a local SMTP server received; wait_for() blocks until one arrives, without polling."""
+
+    def __init__(self) -> None:
+        self._messages: list[email.message.EmailMessage] = []
+        self._arrived = threading.Condition()
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self._arrived:
+            self._messages.append(message)
+            self._arrived.notify_all()
+        return "250 OK"
+
+    def wait_for(self, to: str, timeout: float = 10.0) -> email.message.EmailMessage:
+        """The first mail to `to`; fails the test if none arrives within timeout seconds."""
+        with self._arrived:
+            found = self._arrived.wait_for(lambda: self._to(to), timeout=timeout)
+        assert found, f"No mail to {to} arrived within {timeout} s."
+        return found[0]
+
+    def count(self, to: str) -> int:
+        with self._arrived:
+            return len(self._to(to))
+
+    def _to(self, to: str) -> list[email.message.EmailMessage]:
+        return [m for m in self._messages if to in str(m.get("To", ""))]
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[tuple[str, int, Mailbox]]:
+    """A real SMTP server (aiosmtpd) on a free loopback port for the whole session."""
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield "127.0.0.1", port, mailbox
+    controller.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_server: tuple[str, int, Mailbox], settings: Any) -> Mailbox:
+    """Django sends mail over SMTP to the session's local server; tests read what it received.
+
+    Django's test setup swaps every mailer for the in-memory one, so this puts SMTP back.
+    """
+    host, port, received = smtp_server
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": host, "port": port, "use_tls": False, "timeout": 5},
+        }
+    }
+    return received

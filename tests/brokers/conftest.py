@@ -1,0 +1,94 @@
+"""Fixtures for testing the broker against a real SQS server over HTTP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import dramatiq
+import pytest
+from dramatiq.middleware import default_middleware
+
+from brokers import SQSBroker
+
+
+@pytest.fixture
+def sqs(sqs_endpoint: str) -> Any:
+    """A plain boto3 client on the same server, to look at queues the way an operator would."""
+    return boto3.client("sqs", endpoint_url=sqs_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture
+def make_broker(sqs_endpoint: str, namespace: str) -> Iterator[Callable[..., SQSBroker]]:
+    """Builds SQSBrokers on the test server in this test's namespace; closes them afterwards."""
+    made: list[SQSBroker] = []
+
+    def make(**options: Any) -> SQSBroker:
+        options.setdefault("namespace", namespace)
+        options.setdefault("middleware", [m() for m in default_middleware])
+        broker = SQSBroker(endpoint_url=sqs_endpoint, region_name="us-east-1", **options)
+        made.append(broker)
+        return broker
+
+    yield make
+    for broker in made:
+        broker.close()
+
+
+@pytest.fixture
+def sqs_broker(make_broker: Callable[..., SQSBroker]) -> SQSBroker:
+    return make_broker()
+
+
+@pytest.fixture
+def start_worker() -> Iterator[Callable[..., dramatiq.Worker]]:
+    """Starts dramatiq Workers; every one is stopped at the end of the test."""
+    workers: list[dramatiq.Worker] = []
+
+    def start(broker: dramatiq.Broker, threads: int = 4) -> dramatiq.Worker:
+        worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
+        worker.start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll until condition() is truthy and return it; fail the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"Condition not met within {timeout} s.")
+        time.sleep(interval)
+
+
+def queue_counts(sqs: Any, url: str) -> dict[str, int]:
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return {
+        "visible": int(attributes["ApproximateNumberOfMessages"]),
+        "in_flight": int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+        "delayed": int(attributes["ApproximateNumberOfMessagesDelayed"]),
+    }
+
+
+def receive_all(sqs: Any, url: str, **options: Any) -> list[dict[str, Any]]:
+    """Everything visible on a queue right now (received, so hidden for the default visibility)."""
+    messages: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, MessageAttributeNames=["All"], **options
+    ).get("Messages", []):
+        messages += batch
+    return messages
