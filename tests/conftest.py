@@ -175,3 +175,9 @@ def mailbox(smtp_server: tuple[str, int, Mailbox], settings: Any) -> Mailbox:
         }
     }
     return received
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    """The production hasher takes most of a second per password by design; tests need no such cost."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -156,3 +156,44 @@ DRAMATIQ_BROKER = {
         "django_dramatiq.middleware.DbConnectionsMiddleware",
     ],
 }
+
+# --- Site: mail, uploads, outbox -----------------------------------------------------------------
+# Mail goes to the console unless SMTP_HOST is set (Django's MAILERS, not the deprecated EMAIL_*).
+SMTP_HOST = env_optional("SMTP_HOST")
+if SMTP_HOST:
+    MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {
+                "host": SMTP_HOST,
+                "port": env_int("SMTP_PORT", 587),
+                "username": env_str("SMTP_USERNAME", ""),
+                "password": env_str("SMTP_PASSWORD", ""),
+                "use_tls": env_bool("SMTP_USE_TLS", default=True),
+                "timeout": 10,
+            },
+        }
+    }
+else:
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "offload <noreply@localhost>")
+# Links in mails are absolute: the worker that writes them has no request to take the host from.
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+ACCOUNT_CONFIRMATION_MAX_AGE_S = env_int("ACCOUNT_CONFIRMATION_MAX_AGE_S", 3 * 24 * 60 * 60)
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "images:list"
+LOGOUT_REDIRECT_URL = "home"
+
+# Uploads: files above this many bytes are refused before Pillow looks at them.
+IMAGE_MAX_BYTES = env_int("IMAGE_MAX_BYTES", 30 * 1024 * 1024)
+# Decompression-bomb guard: images with more pixels than this are refused (a 24 MP photo is fine).
+IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 64_000_000)
+
+# The outbox relay (a thread in each worker process) looks for unsent messages this often.
+OUTBOX_RELAY_INTERVAL_MS = env_int("OUTBOX_RELAY_INTERVAL_MS", 2_000)
+# A fresh outbox row is left to the process that committed it for this long before the relay may send it.
+OUTBOX_RELAY_GRACE_MS = env_int("OUTBOX_RELAY_GRACE_MS", 30_000)
+# After SQS failed a direct send, web processes leave new messages to the relay for this long.
+OUTBOX_DIRECT_SEND_PAUSE_MS = env_int("OUTBOX_DIRECT_SEND_PAUSE_MS", 10_000)
+# Task-run records older than this are deleted by the daily prune_task_runs job.
+TASK_RUN_RETENTION_DAYS = env_int("TASK_RUN_RETENTION_DAYS", 30)
