@@ -55,8 +55,8 @@ class _SQSMessage(MessageProxy):
 class _SQSConsumer(Consumer):
     """Iterates over one queue's messages; a daemon thread long-polls SQS ahead of the worker.
 
-    The poller receives only when a whole receive batch fits under the worker's prefetch (or the
-    prefetch is smaller than a batch), so receives stay full without ever exceeding the prefetch.
+    The poller never holds more unacked messages than the worker's prefetch; when only part of a
+    receive batch fits, it waits a moment for room for a full one, so receives stay full.
     """
 
     def __init__(self, broker: SQSBroker, queue: _Queue, *, prefetch: int, timeout: int) -> None:
@@ -103,6 +103,9 @@ class _SQSConsumer(Consumer):
         self._leases.ack(message.receipt_handle)
 
     def requeue(self, messages: Any) -> None:
+        # dramatiq requeues only when this consumer is about to close (shutdown, connection error):
+        # stop receiving first, so the poller does not fetch the released messages straight back.
+        self._closed.set()
         self._leases.release([message.receipt_handle for message in messages])
 
     def close(self) -> None:
@@ -124,11 +127,16 @@ class _SQSConsumer(Consumer):
         linger = False
         wanted = min(MAX_RECEIVE, self._prefetch)
         while not self._closed.is_set():
-            room = self._leases.wait_for_room(
-                self._queue.url, limit=self._prefetch, wanted=wanted, timeout=1.0
-            )
-            if room < wanted:
+            room = self._leases.wait_for_room(self._queue.url, limit=self._prefetch, wanted=1, timeout=1.0)
+            if room <= 0:
                 continue
+            if room < wanted:
+                # Give finishing tasks a moment to make room for a full batch (fewer requests), but
+                # not so long that free worker threads sit idle.
+                linger_s = self._broker.receive_linger / 1000
+                room = self._leases.wait_for_room(
+                    self._queue.url, limit=self._prefetch, wanted=wanted, timeout=linger_s
+                )
             if linger and self._closed.wait(self._broker.receive_linger / 1000):
                 break
             requested = min(MAX_RECEIVE, room)
