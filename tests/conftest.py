@@ -117,6 +117,22 @@ def worker(broker: SQSBroker) -> Iterator[dramatiq.Worker]:
     running.stop()
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix: None, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """On SQLite, the test database is a file of this run's own, not shared-cache memory.
+
+    In shared-cache memory a worker thread writing while a request reads fails at once with
+    "database table is locked"; a file (in WAL mode, see settings) waits on the busy timeout instead.
+    """
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
 class Mailbox:
     """The mails a local SMTP server received; wait_for() blocks until one arrives, without polling."""
 

@@ -197,3 +197,38 @@ OUTBOX_RELAY_GRACE_MS = env_int("OUTBOX_RELAY_GRACE_MS", 30_000)
 OUTBOX_DIRECT_SEND_PAUSE_MS = env_int("OUTBOX_DIRECT_SEND_PAUSE_MS", 10_000)
 # Task-run records older than this are deleted by the daily prune_task_runs job.
 TASK_RUN_RETENTION_DAYS = env_int("TASK_RUN_RETENTION_DAYS", 30)
+
+# --- Site: reports and exports -------------------------------------------------------------------
+# A scheduled report run is skipped when another was requested less than this long ago.
+REPORT_MIN_INTERVAL_MS = env_int("REPORT_MIN_INTERVAL_MS", 5 * 60 * 1000)
+# A report run still queued or running after this long is given up, so a new one can start.
+REPORT_STALE_AFTER_MS = env_int("REPORT_STALE_AFTER_MS", 30 * 60 * 1000)
+# Rows an export reads per database round trip; progress is saved once per chunk.
+EXPORT_CHUNK_ROWS = env_int("EXPORT_CHUNK_ROWS", 5_000)
+# Finished exports (and their files) are deleted this long after they finish.
+EXPORT_RETENTION_HOURS = env_int("EXPORT_RETENTION_HOURS", 7 * 24)
+# An export whose progress has not moved for this long is marked failed by the daily prune.
+EXPORT_STALE_AFTER_MS = env_int("EXPORT_STALE_AFTER_MS", 60 * 60 * 1000)
+# Export files live in STORAGES["exports"]: private local files under MEDIA_ROOT/exports (never served
+# directly; downloads go through the owner-checked view), or an S3 bucket when EXPORTS_S3_BUCKET is set.
+EXPORTS_S3_BUCKET = env_optional("EXPORTS_S3_BUCKET")
+if EXPORTS_S3_BUCKET:
+    STORAGES["exports"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": EXPORTS_S3_BUCKET,
+            "location": env_str("EXPORTS_S3_PREFIX", "exports"),
+            # Empty means AWS itself; the local server (python -m brokers.localsqs) also speaks S3.
+            "endpoint_url": env_optional("EXPORTS_S3_ENDPOINT_URL"),
+            "region_name": AWS_REGION,
+            "addressing_style": env_str("EXPORTS_S3_ADDRESSING_STYLE", "path"),
+            "signature_version": "s3v4",
+            "default_acl": None,
+            "file_overwrite": False,
+        },
+    }
+else:
+    STORAGES["exports"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT / "exports", "base_url": None},
+    }

@@ -1,4 +1,10 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from web.reports import views
 
 app_name = "reports"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.report, name="report"),
+    path("status/", views.status, name="status"),
+    path("regenerate/", views.regenerate, name="regenerate"),
+]
