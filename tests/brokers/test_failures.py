@@ -62,7 +62,9 @@ def test_a_retry_whose_backoff_passes_fifteen_minutes_is_kept_with_its_eta(make_
     flaky.send()
     start_worker(broker)
     wait_until(lambda: len(recorder.messages) == 2)
-    wait_until(lambda: queue_counts(sqs, broker.queue_url("default")) == {"visible": 0, "in_flight": 0, "delayed": 1})
+    wait_until(
+        lambda: queue_counts(sqs, broker.queue_url("default")) == {"visible": 0, "in_flight": 0, "delayed": 1}
+    )
 
     retry, delay = recorder.messages[1]
     assert delay >= 2 * 60 * 60 * 1000
@@ -112,7 +114,9 @@ def test_an_undecodable_body_goes_to_the_dead_letter_queue_and_the_worker_keeps_
     sqs_broker.join("default", timeout=10_000)
 
 
-def test_a_message_for_an_actor_that_does_not_exist_goes_to_the_dead_letter_queue(sqs_broker, start_worker, sqs):
+def test_a_message_for_an_actor_that_does_not_exist_goes_to_the_dead_letter_queue(
+    sqs_broker, start_worker, sqs
+):
     @dramatiq.actor(broker=sqs_broker)
     def known():
         pass
@@ -149,7 +153,9 @@ def test_a_message_whose_dead_letter_queue_is_gone_is_not_deleted(make_broker, s
     assert counts["visible"] + counts["in_flight"] == 1
 
 
-def test_a_retry_that_cannot_be_enqueued_leaves_the_original_in_sqs(make_broker, start_worker, sqs, namespace):
+def test_a_retry_that_cannot_be_enqueued_leaves_the_original_in_sqs(
+    make_broker, start_worker, sqs, namespace
+):
     # The retry carries the traceback in its options, which no longer fits this small queue.
     sqs.create_queue(QueueName=f"{namespace}-default", Attributes={"MaximumMessageSize": "1024"})
     broker = make_broker(visibility_timeout=2_000)
