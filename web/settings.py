@@ -152,6 +152,9 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.ShutdownNotifications",
         "dramatiq.middleware.Callbacks",
         "dramatiq.middleware.Pipelines",
+        # Records every run (web/ops) and skips repeated deliveries for actors with skip_repeats;
+        # listed before Retries, so it sees whether Retries gave up.
+        "web.ops.middleware.TaskRuns",
         "dramatiq.middleware.Retries",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
     ],
