@@ -1,4 +1,11 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from web.exports import views
 
 app_name = "exports"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.export_list, name="list"),
+    path("start/", views.export_start, name="start"),
+    path("<int:export_id>/row/", views.export_row, name="row"),
+    path("<int:export_id>/download/", views.export_download, name="download"),
+]

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from tasks.prune_expired_exports import prune_expired_exports
+from web.exports.models import Export
+from web.exports.services import ABANDONED, export_prune_expired
+
+
+@pytest.fixture(autouse=True)
+def export_dir(settings, tmp_path: Path) -> Path:
+    location = tmp_path / "exports"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "exports": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": location},
+        },
+    }
+    return location
+
+
+@pytest.fixture
+def owner(django_user_model):
+    return django_user_model.objects.create_user(username=f"u{uuid.uuid4().hex[:8]}", password="pw-123456!")
+
+
+def finished_export(owner, export_dir: Path, *, expires_in: timedelta) -> Export:
+    now = timezone.now()
+    export = Export.objects.create(
+        owner=owner,
+        created_at=now - timedelta(days=8),
+        finished_at=now - timedelta(days=7),
+        expires_at=now + expires_in,
+        status=Export.Status.DONE,
+        file_name=f"{owner.pk}/snapshot-history-{uuid.uuid4().hex[:6]}.csv",
+    )
+    path = export_dir / export.file_name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("poll_id\n1\n", encoding="utf-8")
+    return export
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_prune_delivered_twice_deletes_expired_exports_and_their_files_once(
+    broker, worker, owner, export_dir
+):
+    expired = finished_export(owner, export_dir, expires_in=-timedelta(minutes=1))
+    kept = finished_export(owner, export_dir, expires_in=timedelta(hours=1))
+    message = prune_expired_exports.message()
+
+    broker.enqueue(message)
+    broker.enqueue(message)
+    broker.join(prune_expired_exports.queue_name, timeout=30_000)
+
+    assert list(Export.objects.all()) == [kept]
+    assert not (export_dir / expired.file_name).exists()
+    assert (export_dir / kept.file_name).exists()
+
+
+@pytest.mark.django_db
+def test_an_export_whose_file_is_already_gone_is_still_pruned(owner, export_dir):
+    export = finished_export(owner, export_dir, expires_in=-timedelta(minutes=1))
+    (export_dir / export.file_name).unlink()
+
+    assert export_prune_expired() == 1
+    assert export_prune_expired() == 0
+    assert not Export.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_stuck_export_is_given_up_and_a_long_failed_one_deleted(owner, settings):
+    settings.EXPORT_STALE_AFTER_MS = 60_000
+    now = timezone.now()
+    stuck = Export.objects.create(
+        owner=owner,
+        created_at=now - timedelta(hours=2),
+        updated_at=now - timedelta(hours=1),
+        status=Export.Status.RUNNING,
+    )
+    old_failure = Export.objects.create(
+        owner=owner,
+        created_at=now - timedelta(days=30),
+        finished_at=now - timedelta(days=30),
+        status=Export.Status.FAILED,
+        error="boom",
+    )
+
+    export_prune_expired()
+
+    stuck.refresh_from_db()
+    assert stuck.status == Export.Status.FAILED
+    assert stuck.error == ABANDONED
+    assert not Export.objects.filter(pk=old_failure.pk).exists()

@@ -1,0 +1,73 @@
+"""Export storage for the tests: a private temporary directory, or a fresh bucket on the local S3 server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def local_export_storage(settings: Any, tmp_path: Path) -> Path:
+    """Exports go to this test's own directory (tests that want S3 switch again)."""
+    location = tmp_path / "exports"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "exports": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": location},
+        },
+    }
+    return location
+
+
+@pytest.fixture
+def s3_bucket(sqs_endpoint: str) -> Iterator[tuple[Any, str]]:
+    """(client, bucket): a bucket of this test's own on the local server, which speaks S3 as well as SQS."""
+    client = boto3.client("s3", endpoint_url=sqs_endpoint, region_name="us-east-1")
+    bucket = f"exports-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    yield client, bucket
+    client.close()
+
+
+@pytest.fixture
+def s3_export_storage(settings: Any, sqs_endpoint: str, s3_bucket: tuple[Any, str]) -> tuple[Any, str]:
+    """Exports go to S3 through django-storages, configured as settings.py does for EXPORTS_S3_BUCKET."""
+    _, bucket = s3_bucket
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "exports": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": bucket,
+                "location": "exports",
+                "endpoint_url": sqs_endpoint,
+                "region_name": "us-east-1",
+                "addressing_style": "path",
+                "signature_version": "s3v4",
+                "default_acl": None,
+                "file_overwrite": False,
+            },
+        },
+    }
+    return s3_bucket
+
+
+@pytest.fixture
+def user(django_user_model: Any) -> Any:
+    return make_user(django_user_model)
+
+
+@pytest.fixture
+def other_user(django_user_model: Any) -> Any:
+    return make_user(django_user_model)
+
+
+def make_user(model: Any) -> Any:
+    name = f"u{uuid.uuid4().hex[:8]}"
+    return model.objects.create_user(username=name, email=f"{name}@example.com", password="pw-123456!")

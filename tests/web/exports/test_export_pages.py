@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from django.utils import timezone
+
+from tasks.export_csv import export_csv
+from web.exports.models import Export
+from web.exports.services import COLUMNS
+from web.reports.demo_data import demo_history_create
+from web.trending.models import RepositorySnapshot
+
+
+def download(client, export: Export) -> list[dict[str, str]]:
+    response = client.get(f"/exports/{export.pk}/download/")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert "attachment;" in response["Content-Disposition"]
+    body = b"".join(response.streaming_content)
+    response.close()
+    return list(csv.DictReader(io.StringIO(body.decode("utf-8"), newline="")))
+
+
+def stored_rows() -> set[tuple[str, ...]]:
+    return {
+        (str(poll_id), str(rank), name, str(stars))
+        for poll_id, rank, name, stars in RepositorySnapshot.objects.values_list(
+            "poll_id", "rank", "full_name", "stars"
+        )
+    }
+
+
+@pytest.mark.django_db
+def test_anonymous_visitors_are_sent_to_log_in(client):
+    response = client.get("/exports/")
+
+    assert response.status_code == 302
+    assert "/accounts/login/" in response["Location"]
+
+
+@pytest.mark.django_db
+def test_a_user_without_exports_sees_the_start_button_and_an_empty_list(client, user):
+    client.force_login(user)
+
+    page = client.get("/exports/").content.decode()
+
+    assert "Export snapshot history as CSV" in page
+    assert "You have no exports yet." in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_runs_in_a_worker_and_its_owner_downloads_every_row(client, user, broker, worker):
+    demo_history_create(polls=3, end=timezone.now())
+    client.force_login(user)
+
+    started = client.post("/exports/start/", follow=True).content.decode()
+    broker.join(export_csv.queue_name, timeout=30_000)
+    page = client.get("/exports/").content.decode()
+
+    assert "Your export has started" in started
+    assert '<progress max="100" value="0"' in started
+    assert '<progress max="100" value="100"' in page
+    assert "300 of 300 rows" in page
+    assert "Download CSV" in page
+    rows = download(client, Export.objects.get())
+    assert list(rows[0]) == list(COLUMNS)
+    assert {(r["poll_id"], r["rank"], r["full_name"], r["stars"]) for r in rows} == stored_rows()
+    assert any(not r["full_name"].isascii() for r in rows)
+    assert any("\n" in r["description"] and '"' in r["description"] for r in rows)
+    assert any(r["language"] == "" for r in rows)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_to_s3_is_stored_in_the_bucket_and_downloaded_through_the_site(
+    client, user, broker, worker, s3_export_storage
+):
+    s3, bucket = s3_export_storage
+    demo_history_create(polls=2, end=timezone.now())
+    client.force_login(user)
+
+    client.post("/exports/start/")
+    broker.join(export_csv.queue_name, timeout=30_000)
+
+    export = Export.objects.get()
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == [f"exports/{export.file_name}"]
+    assert len(download(client, export)) == 200
+
+
+@pytest.mark.django_db
+def test_only_the_owner_can_see_or_download_an_export(client, user, other_user):
+    export = Export.objects.create(
+        owner=user, created_at=timezone.now(), status=Export.Status.DONE, file_name="x.csv"
+    )
+    client.force_login(other_user)
+
+    assert client.get(f"/exports/{export.pk}/download/").status_code == 404
+    assert client.get(f"/exports/{export.pk}/row/").status_code == 404
+    assert f'id="export-{export.pk}"' not in client.get("/exports/").content.decode()
+
+
+@pytest.mark.django_db
+def test_an_unfinished_export_cannot_be_downloaded_yet(client, user):
+    export = Export.objects.create(owner=user, created_at=timezone.now(), status=Export.Status.RUNNING)
+    client.force_login(user)
+
+    assert client.get(f"/exports/{export.pk}/download/").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_starting_again_while_an_export_runs_shows_the_running_one_instead(client, user, broker):
+    client.force_login(user)
+
+    client.post("/exports/start/")
+    page = client.post("/exports/start/", follow=True).content.decode()
+
+    assert Export.objects.count() == 1
+    assert "Your previous export is still running" in page
+
+
+@pytest.mark.django_db
+def test_a_running_row_polls_for_progress_and_a_finished_one_stops(client, user):
+    export = Export.objects.create(
+        owner=user, created_at=timezone.now(), status=Export.Status.RUNNING, rows_total=400, rows_written=100
+    )
+    client.force_login(user)
+
+    running = client.get(f"/exports/{export.pk}/row/").content.decode()
+    export.status, export.rows_written = Export.Status.FAILED, 200
+    export.error = "ClientError: NoSuchBucket"
+    export.save()
+    failed = client.get(f"/exports/{export.pk}/row/").content.decode()
+
+    assert 'hx-trigger="every 1s"' in running
+    assert '<progress max="100" value="25"' in running
+    assert "100 of 400 rows" in running
+    assert "hx-get" not in failed
+    assert "ClientError: NoSuchBucket" in failed

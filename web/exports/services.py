@@ -1,0 +1,199 @@
+"""Writes for exports: start one, write its CSV into storage, and prune expired ones."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import tempfile
+import time
+from datetime import timedelta
+from typing import IO
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.files import File
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max, Q
+from django.utils import timezone
+
+from web.core.enqueue import enqueue_on_commit
+from web.exports.models import Export, export_storage
+from web.exports.signals import export_progressed
+from web.trending.models import RepositorySnapshot
+
+logger = logging.getLogger(__name__)
+
+#: The CSV's columns, in order; each is a RepositorySnapshot field except poll_id.
+COLUMNS = (
+    "poll_id",
+    "fetched_at",
+    "rank",
+    "github_id",
+    "full_name",
+    "html_url",
+    "description",
+    "language",
+    "license",
+    "stars",
+    "forks",
+    "open_issues",
+)
+#: The error a stuck export gets when the prune gives up on it.
+ABANDONED = "The worker stopped while writing this export. Start a new one."
+
+
+def export_start(*, owner: AbstractBaseUser) -> tuple[Export, bool]:
+    """Queue an export for `owner` unless one of theirs is in flight; returns it and whether it is new."""
+    # Imported here because the actor's module imports this one (tasks -> web services).
+    from tasks.export_csv import export_csv
+
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                export = Export.objects.create(owner=owner, created_at=timezone.now())
+        except IntegrityError:
+            return Export.objects.get(owner=owner, status__in=Export.IN_FLIGHT), False
+        enqueue_on_commit(export_csv, export_id=export.pk)
+    return export, True
+
+
+def export_write(*, export_id: int) -> Export | None:
+    """Write the export's CSV into storage, saving progress per chunk. Safe to call twice.
+
+    Returns the finished export, or None when another delivery already took or finished it.
+    """
+    export = _claim(export_id)
+    if export is None:
+        return None
+    started = time.monotonic()
+    try:
+        _write(export)
+    except BaseException as e:
+        # BaseException: dramatiq's time limit interrupts the thread with one, and the export must not
+        # stay "running" when that happens. The actor's retries claim the failed export again.
+        Export.objects.filter(pk=export.pk).update(
+            status=Export.Status.FAILED, finished_at=timezone.now(), error=f"{type(e).__name__}: {e}"[:2000]
+        )
+        raise
+    elapsed = time.monotonic() - started
+    logger.info(
+        "Export %r wrote %d rows (%d bytes) in %.1f s.",
+        export.pk,
+        export.rows_written,
+        export.size_bytes,
+        elapsed,
+    )
+    return export
+
+
+def _claim(export_id: int) -> Export | None:
+    # Failed exports can be claimed again, for the actor's retries and for dead letters redriven from
+    # /ops/; running and finished ones cannot, which is what makes a second delivery a no-op.
+    try:
+        with transaction.atomic():
+            now = timezone.now()
+            claimed = Export.objects.filter(
+                pk=export_id, status__in=[Export.Status.QUEUED, Export.Status.FAILED]
+            ).update(
+                status=Export.Status.RUNNING,
+                started_at=now,
+                updated_at=now,
+                attempts=F("attempts") + 1,
+                rows_written=0,
+                error="",
+            )
+    except IntegrityError:
+        claimed = 0  # a retry of a failed export, but the owner has started a new one meanwhile
+    if not claimed:
+        logger.info("Export %r is taken or finished already; nothing to do.", export_id)
+        return None
+    return Export.objects.get(pk=export_id)
+
+
+def _write(export: Export) -> None:
+    # Rows stored after this moment belong to the next export; fixing the last id up front also makes
+    # the total (and so the progress bar) exact.
+    last_id = RepositorySnapshot.objects.aggregate(last=Max("pk"))["last"] or 0
+    rows = RepositorySnapshot.objects.filter(pk__lte=last_id).order_by("fetched_at", "rank", "pk")
+    export.rows_total = rows.count()
+    Export.objects.filter(pk=export.pk).update(rows_total=export.rows_total)
+    chunk = settings.EXPORT_CHUNK_ROWS
+    # Rows go through a temporary file, not memory: the process holds one chunk at a time, and the
+    # storage backend then copies the file in pieces (S3: a multipart upload), whatever its size.
+    with tempfile.TemporaryFile() as spool:
+        text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
+        writer = csv.writer(text)
+        writer.writerow(COLUMNS)
+        written = 0
+        for row in rows.values_list(*COLUMNS).iterator(chunk_size=chunk):
+            writer.writerow(_csv_row(row))
+            written += 1
+            if written % chunk == 0:
+                _progress(export, written)
+        if written % chunk or not written:
+            _progress(export, written)  # the last, partial chunk
+        text.flush()
+        text.detach()
+        export.size_bytes = spool.tell()
+        spool.seek(0)
+        name = _save(export, spool)
+    now = timezone.now()
+    export.status, export.file_name, export.finished_at = Export.Status.DONE, name, now
+    export.expires_at = now + timedelta(hours=settings.EXPORT_RETENTION_HOURS)
+    export.save(
+        update_fields=["status", "file_name", "size_bytes", "finished_at", "expires_at", "rows_total"]
+    )
+
+
+def _csv_row(row: tuple) -> tuple:
+    # fetched_at as ISO 8601 in UTC, the one form every spreadsheet and parser reads the same way.
+    return (row[0], row[1].isoformat(), *row[2:])
+
+
+def _progress(export: Export, written: int) -> None:
+    export.rows_written = written
+    Export.objects.filter(pk=export.pk).update(rows_written=written, updated_at=timezone.now())
+    export_progressed.send(
+        sender=Export, export_id=export.pk, rows_written=written, rows_total=export.rows_total
+    )
+
+
+def _save(export: Export, spool: IO[bytes]) -> str:
+    storage = export_storage()
+    name = f"{export.owner_id}/snapshot-history-{export.pk}.csv"
+    # A retry after a failed save may find its own half-written file; the storage would otherwise pick
+    # a new name and leave the old one behind.
+    if storage.exists(name):
+        storage.delete(name)
+    return storage.save(name, File(spool, name=name))
+
+
+def export_prune_expired() -> int:
+    """Delete expired exports and their files, and give up on stuck ones. Returns exports deleted.
+
+    Safe to run twice: a file already gone is not an error, and a deleted export is not found again.
+    """
+    now = timezone.now()
+    stuck_before = now - timedelta(milliseconds=settings.EXPORT_STALE_AFTER_MS)
+    given_up = Export.objects.filter(status__in=Export.IN_FLIGHT).filter(
+        Q(updated_at__lt=stuck_before) | Q(updated_at__isnull=True, created_at__lt=stuck_before)
+    )
+    if count := given_up.update(status=Export.Status.FAILED, finished_at=now, error=ABANDONED):
+        logger.warning("Gave up %d export(s) whose progress stopped before %s.", count, stuck_before)
+    retention = timedelta(hours=settings.EXPORT_RETENTION_HOURS)
+    expired = Export.objects.filter(
+        Q(expires_at__lt=now) | Q(status=Export.Status.FAILED, finished_at__lt=now - retention)
+    )
+    deleted = 0
+    storage = export_storage()
+    for export in expired.iterator():
+        if export.file_name:
+            # The file first: a crash between the two leaves a row the next prune finds again, never
+            # a file nothing points to.
+            storage.delete(export.file_name)
+        export.delete()
+        deleted += 1
+    if deleted:
+        logger.info("Deleted %d expired export(s).", deleted)
+    return deleted
