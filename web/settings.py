@@ -157,6 +157,8 @@ DRAMATIQ_BROKER = {
         "web.ops.middleware.TaskRuns",
         "dramatiq.middleware.Retries",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
+        # Sends the outbox rows whose direct send after commit failed (SQS was unreachable).
+        "web.core.middleware.OutboxRelay",
     ],
 }
 
@@ -196,6 +198,9 @@ IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 64_000_000)
 OUTBOX_RELAY_INTERVAL_MS = env_int("OUTBOX_RELAY_INTERVAL_MS", 2_000)
 # A fresh outbox row is left to the process that committed it for this long before the relay may send it.
 OUTBOX_RELAY_GRACE_MS = env_int("OUTBOX_RELAY_GRACE_MS", 30_000)
+# A request waits at most this long for its messages to reach SQS; a slower send goes on after the
+# response (the messages are safe in the outbox either way).
+OUTBOX_SEND_WAIT_MS = env_int("OUTBOX_SEND_WAIT_MS", 500)
 # After SQS failed a direct send, web processes leave new messages to the relay for this long.
 OUTBOX_DIRECT_SEND_PAUSE_MS = env_int("OUTBOX_DIRECT_SEND_PAUSE_MS", 10_000)
 # Task-run records older than this are deleted by the daily prune_task_runs job.

@@ -26,7 +26,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from dramatiq import Actor, Broker, Message
@@ -40,9 +40,13 @@ logger = logging.getLogger(__name__)
 DEFAULT_DIRECT_SEND_PAUSE_MS = 10_000
 #: How long the relay leaves a fresh outbox row to the committing process, in milliseconds.
 DEFAULT_RELAY_GRACE_MS = 30_000
+#: Longest time a request waits for its batch to reach SQS before answering anyway, in milliseconds.
+DEFAULT_SEND_WAIT_MS = 500
 
 _request_batch: ContextVar[list[_Outgoing] | None] = ContextVar("offload_request_batch", default=None)
 _pause_lock = threading.Lock()
+_senders: set[threading.Thread] = set()
+_senders_lock = threading.Lock()
 _paused_until = 0.0
 
 
@@ -86,8 +90,13 @@ def _committed(outgoing: _Outgoing) -> None:
 
 
 @contextlib.contextmanager
-def collect_batch() -> Iterator[None]:
-    """Hold every message committed inside the block, then send them together in one batch."""
+def collect_batch(*, wait_ms: int | None = None) -> Iterator[None]:
+    """Hold every message committed inside the block, then send them together in one batch.
+
+    With `wait_ms`, the block waits at most that long for SQS; a slower send finishes in the
+    background (its messages are already safe in the outbox), so a caller is never held up by
+    SQS's retries.
+    """
     if _request_batch.get() is not None:
         yield  # nested: the outermost block sends
         return
@@ -97,7 +106,10 @@ def collect_batch() -> Iterator[None]:
     finally:
         pending = _request_batch.get() or []
         _request_batch.reset(token)
-        send_outgoing(pending)
+        if wait_ms is None:
+            send_outgoing(pending)
+        elif pending:
+            _send_in_background(pending, wait_ms)
 
 
 class EnqueueBatchMiddleware:
@@ -107,8 +119,39 @@ class EnqueueBatchMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        with collect_batch():
+        with collect_batch(wait_ms=_setting("OUTBOX_SEND_WAIT_MS")):
             return self.get_response(request)
+
+
+def _send_in_background(items: list[_Outgoing], wait_ms: int) -> None:
+    def send() -> None:
+        try:
+            send_outgoing(items)
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    sender = threading.Thread(target=send, name="outbox-send", daemon=True)
+    with _senders_lock:
+        _senders.add(sender)
+    sender.start()
+    sender.join(timeout=wait_ms / 1000)
+    if sender.is_alive():
+        logger.warning("SQS did not answer within %d ms; answering while the send goes on.", wait_ms)
+    else:
+        with _senders_lock:
+            _senders.discard(sender)
+
+
+def wait_for_background_sends(timeout_ms: int = 30_000) -> bool:
+    """Wait for sends that outlived their request; True when none is left (for shutdown and tests)."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    with _senders_lock:
+        senders = list(_senders)
+    for sender in senders:
+        sender.join(timeout=max(0.0, deadline - time.monotonic()))
+    with _senders_lock:
+        _senders.difference_update(s for s in senders if not s.is_alive())
+        return not _senders
 
 
 def send_outgoing(items: list[_Outgoing]) -> None:
@@ -203,5 +246,6 @@ def _setting(name: str) -> int:
     defaults = {
         "OUTBOX_DIRECT_SEND_PAUSE_MS": DEFAULT_DIRECT_SEND_PAUSE_MS,
         "OUTBOX_RELAY_GRACE_MS": DEFAULT_RELAY_GRACE_MS,
+        "OUTBOX_SEND_WAIT_MS": DEFAULT_SEND_WAIT_MS,
     }
     return int(getattr(settings, name, defaults[name]))

@@ -1,0 +1,131 @@
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import dramatiq
+import pytest
+from django.conf import settings as django_settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+from django_dramatiq.utils import load_middleware
+
+from brokers import SQSBroker
+from brokers.localsqs import LocalSQSServer
+from tasks.echo import echo
+from tests.web.images.conftest import jpeg_bytes
+from web.core.enqueue import resume_direct_sends, wait_for_background_sends
+from web.core.models import OutboxMessage
+from web.images.models import Image
+
+
+class _Finished(dramatiq.Middleware):
+    """Sets an event when a message of the named actor has been processed by the worker."""
+
+    def __init__(self, actor_name: str) -> None:
+        self.actor_name = actor_name
+        self.event = threading.Event()
+
+    def after_process_message(
+        self, broker: Any, message: Any, *, result: Any = None, exception: Any = None
+    ) -> None:
+        if message.actor_name == self.actor_name and exception is None:
+            self.event.set()
+
+
+@pytest.fixture
+def own_sqs() -> Iterator[dict[str, Any]]:
+    """An SQS server of this test's own, so the test can stop it and start it again on the same port."""
+    state = {"server": LocalSQSServer("127.0.0.1", 0).start()}
+    yield state
+    state["server"].stop()
+
+
+@pytest.fixture
+def own_broker(own_sqs: dict[str, Any], namespace: str) -> Iterator[SQSBroker]:
+    middleware = [load_middleware(path) for path in django_settings.DRAMATIQ_BROKER["MIDDLEWARE"]]
+    broker = SQSBroker(
+        namespace=namespace,
+        endpoint_url=own_sqs["server"].endpoint_url,
+        region_name="us-east-1",
+        middleware=middleware,
+    )
+    previous = dramatiq.get_broker()
+    actors = list(previous.actors.values())
+    dramatiq.set_broker(broker)
+    for actor in actors:
+        actor.broker = broker
+        broker.declare_actor(actor)
+    yield broker
+    broker.close()
+    for actor in actors:
+        actor.broker = previous
+    dramatiq.set_broker(previous)
+    resume_direct_sends()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_made_while_sqs_is_down_gets_its_thumbnails_once_sqs_is_back(
+    own_sqs, own_broker, owner_client, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path
+    settings.OUTBOX_RELAY_INTERVAL_MS = 100
+    finished = _Finished("make_thumbnails")
+    own_broker.add_middleware(finished)
+    own_broker.queue_url("default")
+    worker = dramatiq.Worker(own_broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        port = own_sqs["server"].port
+        own_sqs["server"].stop()
+
+        started = time.perf_counter()
+        upload = SimpleUploadedFile("photo.jpg", jpeg_bytes(1600, 1200), content_type="image/jpeg")
+        response = owner_client.post("/images/", {"image": upload})
+        answered_in = time.perf_counter() - started
+
+        assert response.status_code == 302, "the user sees a normal answer"
+        assert "Making thumbnails" in owner_client.get(response["Location"]).content.decode()
+        waiting = OutboxMessage.objects.get()
+        assert waiting.actor_name == "make_thumbnails"
+
+        own_sqs["server"] = LocalSQSServer("127.0.0.1", port).start()
+
+        assert finished.event.wait(timeout=60), "the thumbnails were never made"
+        status = owner_client.get(response["Location"] + "status/").content.decode()
+        assert "Thumbnails ready" in status
+        assert Image.objects.get().thumbnails.count() == 3
+        assert not OutboxMessage.objects.exists()
+    finally:
+        assert wait_for_background_sends(), "a send that outlived its request is still running"
+        worker.stop()
+    assert answered_in < 2.0, f"the upload took {answered_in * 1000:.0f} ms"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_left_in_the_outbox_by_a_process_that_died_after_commit_is_sent_by_the_relay(
+    broker, settings, caplog
+):
+    settings.OUTBOX_RELAY_INTERVAL_MS = 100
+    finished = _Finished("echo")
+    broker.add_middleware(finished)
+    message = echo.message("left behind")
+    # What a web process leaves when it dies between its commit and its send.
+    OutboxMessage.objects.create(
+        queue_name=message.queue_name,
+        actor_name=message.actor_name,
+        message_id=message.message_id,
+        body=message.encode().decode(),
+        available_at=timezone.now(),
+    )
+    caplog.set_level(logging.INFO)
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
+    worker.start()
+    try:
+        assert finished.event.wait(timeout=30), "the relay never sent the message"
+    finally:
+        worker.stop()
+
+    assert "Echo: 'left behind'." in caplog.messages
+    assert not OutboxMessage.objects.exists()
