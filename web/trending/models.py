@@ -23,6 +23,9 @@ class Poll(models.Model):
     etag = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
     repository_count = models.PositiveIntegerField(default=0)
+    # GitHub asked not to be called again before this time (rate limit reset or Retry-After):
+    # polls until then are skipped without a request.
+    retry_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at"]

@@ -1,4 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from web.trending import views
 
 app_name = "trending"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.trending, name="trending"),
+]
