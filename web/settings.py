@@ -206,6 +206,23 @@ OUTBOX_DIRECT_SEND_PAUSE_MS = env_int("OUTBOX_DIRECT_SEND_PAUSE_MS", 10_000)
 # Task-run records older than this are deleted by the daily prune_task_runs job.
 TASK_RUN_RETENTION_DAYS = env_int("TASK_RUN_RETENTION_DAYS", 30)
 
+# --- Scheduler and GitHub ------------------------------------------------------------------------
+# The poll reads the public API unless pointed elsewhere (a GitHub Enterprise host, a local fake).
+GITHUB_API_URL = env_str("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+# Optional: without a token GitHub allows far fewer search requests per minute.
+GITHUB_TOKEN = env_optional("GITHUB_TOKEN")
+# Connect, read and write timeout of each GitHub request.
+GITHUB_TIMEOUT_MS = env_int("GITHUB_TIMEOUT_MS", 10_000)
+# How often the scheduler enqueues the poll; slots are aligned to the clock (:00, :10, ...).
+GITHUB_POLL_INTERVAL_MS = env_int("GITHUB_POLL_INTERVAL_MS", 10 * 60 * 1000)
+# The leader's database lease lasts this long unless renewed; a dead leader is replaced within
+# about SCHEDULER_LEASE_MS + SCHEDULER_LEASE_RENEW_MS. Keep it well above any clock skew between hosts.
+SCHEDULER_LEASE_MS = env_int("SCHEDULER_LEASE_MS", 30_000)
+# How often the leader renews its lease and the others try to take it.
+SCHEDULER_LEASE_RENEW_MS = env_int("SCHEDULER_LEASE_RENEW_MS", 10_000)
+# APScheduler logs every run at INFO, lease renewals included; the scheduler logs what matters itself.
+LOGGING["loggers"]["apscheduler"] = {"level": "WARNING"}
+
 # --- Site: reports and exports -------------------------------------------------------------------
 # A scheduled report run is skipped when another was requested less than this long ago.
 REPORT_MIN_INTERVAL_MS = env_int("REPORT_MIN_INTERVAL_MS", 5 * 60 * 1000)
