@@ -106,6 +106,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# web/static is no app's static folder, so the finders (runserver, tests, collectstatic) need telling.
+STATICFILES_DIRS = [BASE_DIR / "web" / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
 STORAGES = {
