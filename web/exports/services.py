@@ -7,6 +7,7 @@ import io
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import IO
 
@@ -115,10 +116,8 @@ def _write(export: Export) -> None:
     # Rows stored after this moment belong to the next export; fixing the last id up front also makes
     # the total (and so the progress bar) exact.
     last_id = RepositorySnapshot.objects.aggregate(last=Max("pk"))["last"] or 0
-    rows = RepositorySnapshot.objects.filter(pk__lte=last_id).order_by("fetched_at", "rank", "pk")
-    export.rows_total = rows.count()
+    export.rows_total = RepositorySnapshot.objects.filter(pk__lte=last_id).count()
     Export.objects.filter(pk=export.pk).update(rows_total=export.rows_total)
-    chunk = settings.EXPORT_CHUNK_ROWS
     # Rows go through a temporary file, not memory: the process holds one chunk at a time, and the
     # storage backend then copies the file in pieces (S3: a multipart upload), whatever its size.
     with tempfile.TemporaryFile() as spool:
@@ -126,13 +125,12 @@ def _write(export: Export) -> None:
         writer = csv.writer(text)
         writer.writerow(COLUMNS)
         written = 0
-        for row in rows.values_list(*COLUMNS).iterator(chunk_size=chunk):
-            writer.writerow(_csv_row(row))
-            written += 1
-            if written % chunk == 0:
-                _progress(export, written)
-        if written % chunk or not written:
-            _progress(export, written)  # the last, partial chunk
+        for chunk in _chunks(last_id, settings.EXPORT_CHUNK_ROWS):
+            writer.writerows(chunk)
+            written += len(chunk)
+            _progress(export, written)
+        if not written:
+            _progress(export, 0)
         text.flush()
         text.detach()
         export.size_bytes = spool.tell()
@@ -146,9 +144,33 @@ def _write(export: Export) -> None:
     )
 
 
+def _chunks(last_id: int, size: int) -> Iterator[list[tuple]]:
+    """The snapshot rows up to last_id in the order they were stored (poll by poll, by rank), as CSV rows.
+
+    One query per chunk (keyset on the primary key) rather than one query over everything: on SQLite a
+    statement still being read keeps the connection's implicit transaction open, so the progress
+    written between chunks would neither commit nor let any other process write until the export
+    ended. Each chunk is read with .iterator(), so no queryset caches it.
+    """
+    after = 0
+    while True:
+        page = (
+            RepositorySnapshot.objects.filter(pk__gt=after, pk__lte=last_id)
+            .order_by("pk")
+            .values_list("pk", *COLUMNS)[:size]
+        )
+        rows = [_csv_row(row) for row in page.iterator(chunk_size=size)]
+        if not rows:
+            return
+        after = rows[-1][0]
+        yield [row[1:] for row in rows]
+        if len(rows) < size:
+            return
+
+
 def _csv_row(row: tuple) -> tuple:
-    # fetched_at as ISO 8601 in UTC, the one form every spreadsheet and parser reads the same way.
-    return (row[0], row[1].isoformat(), *row[2:])
+    # (pk, poll_id, fetched_at, ...): fetched_at as ISO 8601 in UTC, which every parser reads alike.
+    return (row[0], row[1], row[2].isoformat(), *row[3:])
 
 
 def _progress(export: Export, written: int) -> None:
