@@ -29,6 +29,8 @@ MAX_RECEIVE = 10
 #: A delayed message that arrives this close to its ETA (clock skew) is held here until due rather
 #: than sent around again.
 MAX_HOLD_MS = 2_000
+#: Long-poll wait on a FIFO queue while this process still holds messages of it, in seconds.
+FIFO_BUSY_POLL_S = 1
 #: SQS rejects DelaySeconds above this (sqs-message-timers).
 MAX_DELAY_S = 15 * 60
 
@@ -140,12 +142,17 @@ class _SQSConsumer(Consumer):
             if linger and self._closed.wait(self._broker.receive_linger / 1000):
                 break
             requested = min(MAX_RECEIVE, room)
+            wait_s = LONG_POLL_S
+            if self._queue.fifo and self._leases.pending(self._queue.url):
+                # A FIFO group stays locked until our own messages of it are deleted, and some
+                # servers do not notice the unlock during a long poll that began before it.
+                wait_s = FIFO_BUSY_POLL_S
             try:
                 response = self._broker._sqs.call(
                     "ReceiveMessage",
                     QueueUrl=self._queue.url,
                     MaxNumberOfMessages=requested,
-                    WaitTimeSeconds=LONG_POLL_S,
+                    WaitTimeSeconds=wait_s,
                     VisibilityTimeout=self._broker.visibility_timeout // 1000,
                     MessageSystemAttributeNames=["ApproximateReceiveCount"],
                 )
