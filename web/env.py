@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -47,3 +48,8 @@ def env_optional(name: str, default: str | None = None) -> str | None:
     if raw is None:
         return default
     return raw.strip() or None
+
+
+def is_loopback(url: str | None) -> bool:
+    """True for a URL on this machine (a local SQS or S3 server)."""
+    return bool(url) and urlsplit(url).hostname in {"127.0.0.1", "localhost", "::1"}

@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.management.utils import get_random_secret_key
 
-from web.env import env_bool, env_int, env_list, env_optional, env_str
+from web.env import env_bool, env_int, env_list, env_optional, env_str, is_loopback
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -137,15 +137,20 @@ SQS_NAMESPACE = env_str("SQS_NAMESPACE", "offload-dev")
 SQS_VISIBILITY_TIMEOUT_MS = env_int("SQS_VISIBILITY_TIMEOUT_MS", 60_000)
 SQS_CREATE_QUEUES = env_bool("SQS_CREATE_QUEUES", default=True)
 
+_SQS_OPTIONS: dict[str, object] = {
+    "namespace": SQS_NAMESPACE,
+    "endpoint_url": SQS_ENDPOINT_URL,
+    "region_name": AWS_REGION,
+    "visibility_timeout": SQS_VISIBILITY_TIMEOUT_MS,
+    "create_queues": SQS_CREATE_QUEUES,
+}
+if is_loopback(SQS_ENDPOINT_URL) and not env_optional("AWS_ACCESS_KEY_ID"):
+    # A local server takes any credentials; boto3 refuses to sign without some.
+    _SQS_OPTIONS.update(aws_access_key_id="local", aws_secret_access_key="local")  # noqa: S106
+
 DRAMATIQ_BROKER = {
     "BROKER": "brokers.SQSBroker",
-    "OPTIONS": {
-        "namespace": SQS_NAMESPACE,
-        "endpoint_url": SQS_ENDPOINT_URL,
-        "region_name": AWS_REGION,
-        "visibility_timeout": SQS_VISIBILITY_TIMEOUT_MS,
-        "create_queues": SQS_CREATE_QUEUES,
-    },
+    "OPTIONS": _SQS_OPTIONS,
     # Explicit on purpose: without MIDDLEWARE django-dramatiq installs none at all (so no retries),
     # and its own default list names a Prometheus middleware that dramatiq 2 no longer ships.
     "MIDDLEWARE": [
