@@ -202,3 +202,20 @@ def test_an_unreachable_github_is_a_failure_worth_retrying(github, settings):
         poll_github_top_repositories()
 
     assert Poll.objects.get().status == Poll.Status.FAILED
+
+
+def test_an_answer_that_used_the_last_request_of_the_rate_limit_makes_the_next_poll_wait(github):
+    reset = int(time.time()) + 600
+    github.answer(
+        200,
+        search_body(repository_items()),
+        {"ETag": '"v1"', "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)},
+    )
+
+    stored = poll_github_top_repositories()
+
+    assert stored is not None
+    assert stored.status == Poll.Status.CHANGED
+    assert stored.retry_at == datetime.fromtimestamp(reset, tz=UTC)
+    assert poll_github_top_repositories() is None
+    assert len(github.received) == 1
