@@ -22,7 +22,6 @@ from brokers.consumer import MAX_DELAY_S, _SQSConsumer
 from brokers.errors import (
     BatchSendFailed,
     DeadLetteringFailed,
-    FailedEntry,
     FifoDelayNotSupported,
     InvalidQueueName,
     MessageTooLarge,
@@ -32,6 +31,7 @@ from brokers.errors import (
 )
 from brokers.leases import MAX_BATCH_ENTRIES, LeaseKeeper
 from brokers.names import is_fifo, sqs_queue_name
+from brokers.sending import Pending, Sender
 
 if TYPE_CHECKING:
     from dramatiq.middleware import Middleware
@@ -46,10 +46,6 @@ MIN_VISIBILITY_TIMEOUT = 2_000
 DEFAULT_ACK_INTERVAL = 500
 #: After a receive that came back partly full, wait this long so the next one brings a fuller batch.
 DEFAULT_RECEIVE_LINGER = 50
-#: A batch request carries at most this many bytes in total (sqs-batch-api-actions).
-MAX_BATCH_BYTES = 1_048_576
-#: Attempts for batch entries that SQS failed on its side (SenderFault false) or on connection errors.
-BATCH_ATTEMPTS = 4
 #: Dead letters keep the longest retention SQS allows: 14 days (sqs-quotas-messages).
 MAX_RETENTION_S = 14 * 24 * 60 * 60
 #: Message group of FIFO messages that name none (option "message_group_id").
@@ -70,15 +66,6 @@ class _Queue:
     dead_letter_url: str | None
     max_size: int
     fifo: bool
-
-
-@dataclass
-class _Pending:
-    queue: _Queue
-    entry: dict[str, Any]
-    size: int
-    message: Message
-    delay: int | None
 
 
 class SQSBroker(Broker):
@@ -131,6 +118,7 @@ class SQSBroker(Broker):
         self._sqs = SQSClient(
             client=client, endpoint_url=endpoint_url, region_name=region_name, **client_options
         )
+        self._sender = Sender(self._sqs)
         self._leases = LeaseKeeper(
             self._sqs, visibility_timeout=self.visibility_timeout, ack_interval=ack_interval
         )
@@ -247,7 +235,7 @@ class SQSBroker(Broker):
             batch.append(pending)
             return pending.message
         try:
-            self._sqs.call("SendMessage", QueueUrl=queue.url, **pending.entry)
+            self._sender.send(pending)
         except Exception:
             self._protect(message)
             raise
@@ -271,7 +259,7 @@ class SQSBroker(Broker):
             pending, self._local.batch = self._local.batch, None
             self._send_batch(pending)
 
-    def _prepare(self, queue: _Queue, message: Message, delay: int | None) -> _Pending:
+    def _prepare(self, queue: _Queue, message: Message, delay: int | None) -> Pending:
         message = message._message if hasattr(message, "_message") else message
         if q_name(message.queue_name) != message.queue_name:
             message = message.copy(queue_name=q_name(message.queue_name))
@@ -309,7 +297,7 @@ class SQSBroker(Broker):
                 f"queue accepts at most {queue.max_size:,} bytes."
             )
         entry["MessageBody"] = body.decode("utf-8")
-        return _Pending(queue, entry, len(body), message, delay)
+        return Pending(queue, entry, len(body), message, delay)
 
     def _protect(self, message: Message) -> None:
         # A retry that could not be enqueued must not be lost when the worker acks the original.
@@ -318,52 +306,12 @@ class SQSBroker(Broker):
                 "Retry of message %r was not enqueued; keeping the original in SQS.", message.message_id
             )
 
-    def _send_batch(self, pending: list[_Pending]) -> None:
-        failed: list[FailedEntry] = []
-        sent = 0
-        by_queue: dict[str, list[_Pending]] = {}
-        for item in pending:
-            by_queue.setdefault(item.queue.url, []).append(item)
-        for items in by_queue.values():
-            for chunk in _batches(items):
-                done, lost = self._send_chunk(chunk)
-                sent += done
-                failed += lost
+    def _send_batch(self, pending: list[Pending]) -> None:
+        sent, failed = self._sender.send_all(pending)
+        for item in sent:
+            self.emit_after("enqueue", item.message, item.delay)
         if failed:
-            raise BatchSendFailed(failed, sent)
-
-    def _send_chunk(self, chunk: list[_Pending]) -> tuple[int, list[FailedEntry]]:
-        queue = chunk[0].queue
-        remaining, failed, sent = chunk, [], 0
-        for attempt in range(1, BATCH_ATTEMPTS + 1):
-            entries = [{"Id": str(i), **item.entry} for i, item in enumerate(remaining)]
-            try:
-                response = self._sqs.call("SendMessageBatch", QueueUrl=queue.url, Entries=entries)
-            except ConnectionClosed as e:
-                if attempt == BATCH_ATTEMPTS:
-                    failed += [_failed(item, "ConnectionClosed", str(e)) for item in remaining]
-                    return sent, failed
-                time.sleep(min(2.0, 0.1 * 2**attempt))
-                continue
-            except SQSRequestFailed as e:
-                return sent, failed + [_failed(item, e.code, e.detail) for item in remaining]
-            for success in response.get("Successful", []):
-                item = remaining[int(success["Id"])]
-                sent += 1
-                self.emit_after("enqueue", item.message, item.delay)
-            retry = []
-            for failure in response.get("Failed", []):
-                item = remaining[int(failure["Id"])]
-                if failure.get("SenderFault", False) or attempt == BATCH_ATTEMPTS:
-                    failed.append(_failed(item, failure.get("Code", "Unknown"), failure.get("Message", "")))
-                else:
-                    retry.append(item)
-            if not retry:
-                return sent, failed
-            logger.info("SQS failed %d of %d batch entries; retrying them.", len(retry), len(remaining))
-            remaining = retry
-            time.sleep(min(2.0, 0.1 * 2**attempt))
-        return sent, failed
+            raise BatchSendFailed(failed, len(sent))
 
     # --- consuming -------------------------------------------------------------------------------
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 30_000) -> _SQSConsumer:
@@ -498,23 +446,6 @@ class SQSBroker(Broker):
     def close(self) -> None:
         """Delete acked messages still waiting for their batch; stop the lease keeper."""
         self._leases.close()
-
-
-def _batches(items: list[_Pending]) -> Iterator[list[_Pending]]:
-    chunk: list[_Pending] = []
-    size = 0
-    for item in items:
-        if chunk and (len(chunk) == MAX_BATCH_ENTRIES or size + item.size > MAX_BATCH_BYTES):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(item)
-        size += item.size
-    if chunk:
-        yield chunk
-
-
-def _failed(item: _Pending, code: str, reason: str) -> FailedEntry:
-    return FailedEntry(item.message.message_id, item.queue.name, code, reason)
 
 
 def _reason(*, actor: str, queue: str, error_type: str, error: str, attempts: int) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import dramatiq
@@ -168,3 +169,35 @@ def test_a_delay_on_a_fifo_queue_is_a_clear_error(sqs_broker):
 
     with pytest.raises(FifoDelayNotSupported, match="FIFO queues do not delay"):
         place.send_with_options(args=("a",), delay=5_000)
+
+
+def test_concurrent_sends_from_many_threads_share_requests_and_each_returns_once_accepted(sqs_broker, sqs):
+    @dramatiq.actor(broker=sqs_broker)
+    def task(thread, n):
+        pass
+
+    task.send(-1, -1)  # the queue is set up before the threads race
+    url = sqs_broker.queue_url("default")
+    threads, per_thread = 8, 25
+    start = threading.Barrier(threads)
+    accepted = []
+
+    def produce(thread):
+        start.wait()
+        for n in range(per_thread):
+            task.send(thread, n)
+        accepted.append(queue_counts(sqs, url)["visible"])
+
+    workers = [threading.Thread(target=produce, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    # A thread's messages were all in SQS by the time its last send returned.
+    assert min(accepted) >= per_thread + 1
+    assert queue_counts(sqs, url)["visible"] == threads * per_thread + 1
+    stats = sqs_broker.stats
+    requests = stats.get("SendMessage", 0) + stats.get("SendMessageBatch", 0) - 1
+    assert stats.get("SendMessageBatch", 0) >= 1
+    assert requests < threads * per_thread

@@ -1,0 +1,190 @@
+"""Sending prepared messages: whole batches for `batch()`, and concurrent sends coalesced.
+
+Coalescing is group commit: while one request for a queue is in flight, other threads' messages for
+that queue wait and then go out together in the next SendMessageBatch. A thread sending alone is
+never held back, and every caller still returns only once SQS has accepted its own message (or
+raises), so nothing is acknowledged to the application before SQS has it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dramatiq.errors import ConnectionClosed
+
+from brokers.client import SQSClient
+from brokers.errors import FailedEntry, SQSRequestFailed
+
+if TYPE_CHECKING:
+    from dramatiq.message import Message
+
+    from brokers.sqs import _Queue
+
+logger = logging.getLogger(__name__)
+
+#: Entries per SendMessageBatch (sqs-batch-api-actions).
+MAX_BATCH_ENTRIES = 10
+#: A batch request carries at most this many bytes in total (sqs-batch-api-actions).
+MAX_BATCH_BYTES = 1_048_576
+#: Attempts for batch entries that SQS failed on its own side (SenderFault false). Connection errors
+#: are not retried here: botocore's standard retry mode already did.
+BATCH_ATTEMPTS = 4
+
+
+@dataclass(eq=False)
+class Pending:
+    """A message ready to send: its queue, its SendMessage parameters and its encoded size."""
+
+    queue: _Queue
+    entry: dict[str, Any]
+    size: int
+    message: Message
+    delay: int | None
+
+
+@dataclass(eq=False)
+class _Slot:
+    item: Pending
+    done: bool = False
+    error: BaseException | None = None
+
+
+class Sender:
+    """Thread-safe; one per broker."""
+
+    def __init__(self, sqs: SQSClient) -> None:
+        self._sqs = sqs
+        self._cond = threading.Condition()
+        self._waiting: list[_Slot] = []
+        self._busy: set[str] = set()
+
+    def send(self, item: Pending) -> None:
+        """Send one message, coalesced with other threads' concurrent sends to the same queue.
+
+        Raises ConnectionClosed or SQSRequestFailed when this message could not be sent.
+        """
+        slot = _Slot(item)
+        url = item.queue.url
+        with self._cond:
+            self._waiting.append(slot)
+            while not slot.done:
+                if url in self._busy:
+                    self._cond.wait()
+                    continue
+                self._busy.add(url)
+                slots = self._take(url)
+                self._cond.release()
+                try:
+                    self._deliver(slots)
+                finally:
+                    self._cond.acquire()
+                    self._busy.discard(url)
+                    self._cond.notify_all()
+        if slot.error is not None:
+            raise slot.error
+
+    def send_all(self, items: list[Pending]) -> tuple[list[Pending], list[FailedEntry]]:
+        """Send many messages in as few SendMessageBatch requests as the limits allow."""
+        sent: list[Pending] = []
+        failed: list[FailedEntry] = []
+        by_queue: dict[str, list[Pending]] = {}
+        for item in items:
+            by_queue.setdefault(item.queue.url, []).append(item)
+        for queue_items in by_queue.values():
+            for chunk in batches(queue_items):
+                done, lost = self._send_chunk(chunk)
+                sent += done
+                failed += [entry for _, entry in lost]
+        return sent, failed
+
+    def _take(self, url: str) -> list[_Slot]:
+        taken: list[_Slot] = []
+        size = 0
+        for slot in self._waiting:
+            if slot.item.queue.url != url:
+                continue
+            if taken and (len(taken) == MAX_BATCH_ENTRIES or size + slot.item.size > MAX_BATCH_BYTES):
+                break
+            taken.append(slot)
+            size += slot.item.size
+        for slot in taken:
+            self._waiting.remove(slot)
+        return taken
+
+    def _deliver(self, slots: list[_Slot]) -> None:
+        try:
+            if len(slots) == 1:
+                item = slots[0].item
+                self._sqs.call("SendMessage", QueueUrl=item.queue.url, **item.entry)
+            else:
+                _, lost = self._send_chunk([slot.item for slot in slots])
+                errors = {id(item): _error(entry) for item, entry in lost}
+                for slot in slots:
+                    slot.error = errors.get(id(slot.item))
+        except Exception as e:  # handed to every caller of this request; re-raised in each thread
+            for slot in slots:
+                slot.error = e
+        for slot in slots:
+            slot.done = True
+
+    def _send_chunk(self, chunk: list[Pending]) -> tuple[list[Pending], list[tuple[Pending, FailedEntry]]]:
+        url = chunk[0].queue.url
+        remaining = chunk
+        sent: list[Pending] = []
+        failed: list[tuple[Pending, FailedEntry]] = []
+        for attempt in range(1, BATCH_ATTEMPTS + 1):
+            entries = [{"Id": str(i), **item.entry} for i, item in enumerate(remaining)]
+            try:
+                response = self._sqs.call("SendMessageBatch", QueueUrl=url, Entries=entries)
+            except ConnectionClosed as e:
+                return sent, failed + [
+                    (item, _failed(item, "ConnectionClosed", str(e))) for item in remaining
+                ]
+            except SQSRequestFailed as e:
+                return sent, failed + [(item, _failed(item, e.code, e.detail)) for item in remaining]
+            sent += [remaining[int(success["Id"])] for success in response.get("Successful", [])]
+            retry = []
+            for failure in response.get("Failed", []):
+                item = remaining[int(failure["Id"])]
+                if failure.get("SenderFault", False) or attempt == BATCH_ATTEMPTS:
+                    code, reason = failure.get("Code", "Unknown"), failure.get("Message", "")
+                    failed.append((item, _failed(item, code, reason)))
+                else:
+                    retry.append(item)
+            if not retry:
+                break
+            logger.info(
+                "SQS failed %d of %d batch entries on its side; retrying them.", len(retry), len(remaining)
+            )
+            remaining = retry
+            time.sleep(min(2.0, 0.1 * 2**attempt))
+        return sent, failed
+
+
+def batches(items: list[Pending]) -> Iterator[list[Pending]]:
+    """Split one queue's messages into SendMessageBatch-sized chunks (10 entries, 1 MiB)."""
+    chunk: list[Pending] = []
+    size = 0
+    for item in items:
+        if chunk and (len(chunk) == MAX_BATCH_ENTRIES or size + item.size > MAX_BATCH_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += item.size
+    if chunk:
+        yield chunk
+
+
+def _failed(item: Pending, code: str, reason: str) -> FailedEntry:
+    return FailedEntry(item.message.message_id, item.queue.name, code, reason)
+
+
+def _error(entry: FailedEntry) -> BaseException:
+    if entry.code == "ConnectionClosed":
+        return ConnectionClosed(entry.reason)
+    return SQSRequestFailed("SendMessageBatch", entry.code, entry.reason)
