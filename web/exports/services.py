@@ -49,14 +49,19 @@ def export_start(*, owner: AbstractBaseUser) -> tuple[Export, bool]:
     # Imported here because the actor's module imports this one (tasks -> web services).
     from tasks.export_csv import export_csv
 
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                export = Export.objects.create(owner=owner, created_at=timezone.now())
-        except IntegrityError:
-            return Export.objects.get(owner=owner, status__in=Export.IN_FLIGHT), False
-        enqueue_on_commit(export_csv, export_id=export.pk)
-    return export, True
+    for _ in range(3):
+        with transaction.atomic():
+            try:
+                with transaction.atomic():
+                    export = Export.objects.create(owner=owner, created_at=timezone.now())
+            except IntegrityError:
+                running = Export.objects.filter(owner=owner, status__in=Export.IN_FLIGHT).first()
+                if running is not None:
+                    return running, False
+                continue  # the export that blocked us finished in between: try again
+            enqueue_on_commit(export_csv, export_id=export.pk)
+            return export, True
+    raise RuntimeError("Could not start an export: the owner's in-flight slot kept changing hands.")
 
 
 def export_write(*, export_id: int) -> Export | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from web.reports.charts import Bar, horizontal_bar_chart
@@ -17,6 +18,8 @@ CHART_WINDOW = "7d"
 @dataclass(frozen=True)
 class ReportPage:
     latest: ReportRun | None
+    #: The time of the newest snapshot the latest report covered.
+    as_of: datetime | None
     in_flight: ReportRun | None
     failed: ReportRun | None
     charts: list[str]
@@ -33,7 +36,14 @@ def report_page() -> ReportPage:
     if failed is not None and latest is not None and failed.finished_at <= latest.finished_at:
         failed = None
     charts = _charts(latest.result) if latest is not None and latest.result else []
-    return ReportPage(latest=latest, in_flight=report_in_flight(), failed=failed, charts=charts)
+    as_of = latest.result.get("as_of") if latest is not None and latest.result else None
+    return ReportPage(
+        latest=latest,
+        as_of=datetime.fromisoformat(as_of) if as_of else None,
+        in_flight=report_in_flight(),
+        failed=failed,
+        charts=charts,
+    )
 
 
 def _charts(result: dict[str, Any]) -> list[str]:
