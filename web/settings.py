@@ -239,8 +239,9 @@ REPORT_STALE_AFTER_MS = env_int("REPORT_STALE_AFTER_MS", 30 * 60 * 1000)
 EXPORT_CHUNK_ROWS = env_int("EXPORT_CHUNK_ROWS", 5_000)
 # Finished exports (and their files) are deleted this long after they finish.
 EXPORT_RETENTION_HOURS = env_int("EXPORT_RETENTION_HOURS", 7 * 24)
-# An export whose progress has not moved for this long is marked failed by the daily prune.
-EXPORT_STALE_AFTER_MS = env_int("EXPORT_STALE_AFTER_MS", 60 * 60 * 1000)
+# An export whose progress has not moved for this long (saved every chunk, well under a second apart)
+# is given up: when its owner starts another, and by the daily prune.
+EXPORT_STALE_AFTER_MS = env_int("EXPORT_STALE_AFTER_MS", 15 * 60 * 1000)
 # Export files live in STORAGES["exports"]: private local files under MEDIA_ROOT/exports (never served
 # directly; downloads go through the owner-checked view), or an S3 bucket when EXPORTS_S3_BUCKET is set.
 EXPORTS_S3_BUCKET = env_optional("EXPORTS_S3_BUCKET")

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files import File
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
 from web.core.enqueue import enqueue_on_commit
@@ -51,6 +51,8 @@ def export_start(*, owner: AbstractBaseUser) -> tuple[Export, bool]:
 
     for _ in range(3):
         with transaction.atomic():
+            # A worker that died mid-export would otherwise hold the owner's slot until the daily prune.
+            _abandon_stuck(Export.objects.filter(owner=owner))
             try:
                 with transaction.atomic():
                     export = Export.objects.create(owner=owner, created_at=timezone.now())
@@ -202,12 +204,7 @@ def export_prune_expired() -> int:
     Safe to run twice: a file already gone is not an error, and a deleted export is not found again.
     """
     now = timezone.now()
-    stuck_before = now - timedelta(milliseconds=settings.EXPORT_STALE_AFTER_MS)
-    given_up = Export.objects.filter(status__in=Export.IN_FLIGHT).filter(
-        Q(updated_at__lt=stuck_before) | Q(updated_at__isnull=True, created_at__lt=stuck_before)
-    )
-    if count := given_up.update(status=Export.Status.FAILED, finished_at=now, error=ABANDONED):
-        logger.warning("Gave up %d export(s) whose progress stopped before %s.", count, stuck_before)
+    _abandon_stuck(Export.objects.all())
     retention = timedelta(hours=settings.EXPORT_RETENTION_HOURS)
     expired = Export.objects.filter(
         Q(expires_at__lt=now) | Q(status=Export.Status.FAILED, finished_at__lt=now - retention)
@@ -224,3 +221,14 @@ def export_prune_expired() -> int:
     if deleted:
         logger.info("Deleted %d expired export(s).", deleted)
     return deleted
+
+
+def _abandon_stuck(exports: QuerySet[Export]) -> None:
+    """Mark failed the in-flight exports whose progress has not moved for EXPORT_STALE_AFTER_MS."""
+    now = timezone.now()
+    stuck_before = now - timedelta(milliseconds=settings.EXPORT_STALE_AFTER_MS)
+    stuck = exports.filter(status__in=Export.IN_FLIGHT).filter(
+        Q(updated_at__lt=stuck_before) | Q(updated_at__isnull=True, created_at__lt=stuck_before)
+    )
+    if count := stuck.update(status=Export.Status.FAILED, finished_at=now, error=ABANDONED):
+        logger.warning("Gave up %d export(s) whose progress stopped before %s.", count, stuck_before)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import reset_queries, transaction
 
 from web.trending.models import Poll, RepositorySnapshot
 
@@ -155,4 +155,6 @@ def demo_history_create(*, polls: int, end: datetime, seed: int = 0) -> int:
                 rows.extend(_snapshots(poll, repos))
             RepositorySnapshot.objects.bulk_create(rows, batch_size=2000)
             written += len(rows)
+        # With DEBUG on, Django keeps the text of every query, and each bulk insert is a big one.
+        reset_queries()
     return written

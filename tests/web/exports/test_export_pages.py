@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -146,3 +147,26 @@ def test_a_running_row_polls_for_progress_and_a_finished_one_stops(client, user)
     assert "100 of 400 rows" in running
     assert "hx-get" not in failed
     assert "ClientError: NoSuchBucket" in failed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_whose_worker_died_does_not_block_a_new_one(client, user, broker, settings):
+    settings.EXPORT_STALE_AFTER_MS = 60_000
+    now = timezone.now()
+    stuck = Export.objects.create(
+        owner=user,
+        created_at=now - timedelta(hours=1),
+        updated_at=now - timedelta(minutes=5),
+        status=Export.Status.RUNNING,
+        rows_total=1000,
+        rows_written=400,
+    )
+    client.force_login(user)
+
+    page = client.post("/exports/start/", follow=True).content.decode()
+
+    stuck.refresh_from_db()
+    assert "Your export has started" in page
+    assert stuck.status == Export.Status.FAILED
+    assert "The worker stopped while writing this export" in page
+    assert Export.objects.filter(status=Export.Status.QUEUED).count() == 1
