@@ -197,3 +197,12 @@ def mailbox(smtp_server: tuple[str, int, Mailbox], settings: Any) -> Mailbox:
 def _fast_password_hashing(settings: Any) -> None:
     """The production hasher takes most of a second per password by design; tests need no such cost."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _requests_wait_for_their_messages(settings: Any) -> None:
+    """A request waits until its messages reach SQS, so a test may join the queue right after it.
+
+    In production a request waits at most OUTBOX_SEND_WAIT_MS (the outbox keeps what is late).
+    """
+    settings.OUTBOX_SEND_WAIT_MS = 30_000

@@ -20,6 +20,12 @@ ACCEPTED: dict[str, tuple[set[str], str]] = {
 }
 #: Decoding a JPEG at 1/8 scale reads every byte of it (so truncation shows) at a fraction of the cost.
 _CHECK_SCALE = 8
+#: Files up to this size are decoded in the request (at most a few tens of milliseconds). Larger
+#: ones get only the structural check, so the answer stays fast whatever the size; the worker
+#: decodes them fully and marks the image failed, with the reason, if the data is damaged.
+DECODE_MAX_BYTES = 2 * 1024 * 1024
+#: How much of the end of a file the structural check reads.
+_TAIL_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,9 @@ def check_upload(upload: UploadedFile) -> CheckedImage:
                 checked = CheckedImage(image.format or "", image.width, image.height)
                 _check_pixels(checked)
                 _check_format(checked, upload)
-                _decode(image)
+                _check_complete(checked.format, upload, size)
+                if size <= DECODE_MAX_BYTES:
+                    _decode(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_many_pixels() from None
     except UnidentifiedImageError:
@@ -97,6 +105,26 @@ def _check_format(checked: CheckedImage, upload: UploadedFile) -> None:
             code="type_mismatch",
             params={"declared": declared, "format": checked.format},
         )
+
+
+def _check_complete(format: str, upload: UploadedFile, size: int) -> None:
+    """Raise OSError unless the file ends the way a whole file of its format ends."""
+    upload.seek(max(0, size - _TAIL_BYTES))
+    tail = upload.read(_TAIL_BYTES)
+    if format == "JPEG":
+        # End Of Image. Compressed data never holds FF D9 (a data FF is followed by 00), and
+        # some cameras append data after it, so look in the tail rather than at the last bytes.
+        complete = b"\xff\xd9" in tail
+    elif format == "PNG":
+        complete = b"IEND\xaeB`\x82" in tail[-64:]
+    elif format == "GIF":
+        complete = tail.rstrip(b"\x00").endswith(b";")
+    else:  # WEBP: the RIFF header states the size of the rest of the file
+        upload.seek(0)
+        head = upload.read(8)
+        complete = len(head) == 8 and int.from_bytes(head[4:8], "little") + 8 <= size
+    if not complete:
+        raise OSError("the file ends too early")
 
 
 def _decode(image: Image.Image) -> None:

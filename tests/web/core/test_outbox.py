@@ -71,6 +71,7 @@ def test_an_upload_made_while_sqs_is_down_gets_its_thumbnails_once_sqs_is_back(
 ):
     settings.MEDIA_ROOT = tmp_path
     settings.OUTBOX_RELAY_INTERVAL_MS = 100
+    settings.OUTBOX_SEND_WAIT_MS = 500  # as in production
     finished = _Finished("make_thumbnails")
     own_broker.add_middleware(finished)
     own_broker.queue_url("default")

@@ -4,11 +4,14 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from PIL import Image as PILImage
 
+from tasks.make_thumbnails import make_thumbnails
 from tests.web.images.conftest import jpeg_bytes, png_bytes
+from web.core.enqueue import wait_for_background_sends
 from web.core.models import OutboxMessage
 from web.images.models import Image
 
@@ -26,6 +29,7 @@ def test_an_uploaded_photo_gets_upright_thumbnails_in_three_sizes(owner_client, 
     page = owner_client.get(response["Location"])
     assert "Making thumbnails" in page.content.decode()
 
+    assert wait_for_background_sends(), "the request's message never reached SQS"
     broker.join("default", timeout=20_000)
     status = owner_client.get(response["Location"] + "status/").content.decode()
     assert "Thumbnails ready" in status
@@ -127,3 +131,34 @@ def test_the_images_page_asks_visitors_to_log_in(client):
 
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")
+
+
+@pytest.mark.django_db
+def test_a_large_truncated_file_is_refused_without_decoding_it_in_the_request(
+    owner_client, media_root, monkeypatch
+):
+    monkeypatch.setattr("web.images.validation.DECODE_MAX_BYTES", 0)  # as if every file were large
+
+    response = _upload(owner_client, _truncated())
+
+    assert response.status_code == 400
+    assert "the file ends too early" in response.content.decode()
+    assert not Image.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_image_the_worker_cannot_decode_is_shown_as_failed_with_the_reason(
+    owner_client, owner, media_root, broker, worker
+):
+    # Only the first part of a JPEG: what a large upload cut short inside its data would leave.
+    data = jpeg_bytes(900, 600, quality=95)
+    image = Image(owner=owner, original_name="broken.jpg", format="JPEG", width=900, height=600, size_bytes=1)
+    image.original.save("original", ContentFile(data[: len(data) // 2]))
+
+    message = make_thumbnails.send(image_id=image.pk)
+    broker.join(message.queue_name, timeout=20_000)
+
+    status = owner_client.get(f"/images/{image.pk}/status/").content.decode()
+    assert "Failed" in status
+    assert "could not be read" in status
+    assert not image.thumbnails.exists()
