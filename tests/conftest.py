@@ -32,7 +32,7 @@ _TEST_CREDENTIALS = {
 @pytest.fixture(scope="session")
 def sqs_endpoint() -> Iterator[str]:
     """An SQS endpoint: SQS_ENDPOINT_URL from the environment when set, else moto on a free port."""
-    external = os.environ.get("SQS_ENDPOINT_URL_FOR_TESTS")
+    external = os.environ.get("SQS_ENDPOINT_URL")
     if external:
         yield external
         return
