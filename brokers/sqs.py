@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import threading
@@ -46,6 +47,8 @@ MIN_VISIBILITY_TIMEOUT = 2_000
 DEFAULT_ACK_INTERVAL = 500
 #: After a receive that came back partly full, wait this long so the next one brings a fuller batch.
 DEFAULT_RECEIVE_LINGER = 50
+#: The largest maxReceiveCount a RedrivePolicy takes (sqs-dead-letter-queues).
+MAX_RECEIVE_COUNT = 1_000
 #: Dead letters keep the longest retention SQS allows: 14 days (sqs-quotas-messages).
 MAX_RETENTION_S = 14 * 24 * 60 * 60
 #: Message group of FIFO messages that name none (option "message_group_id").
@@ -79,6 +82,9 @@ class SQSBroker(Broker):
         while the message waits or runs, so a worker that dies gives its messages back this soon.
       dead_letter: Give each queue a dead-letter queue ("<name>-dlq") for nacked messages.
       create_queues: Create missing queues; when False, never send CreateQueue.
+      max_receive_count: When set, queues this broker creates get an SQS RedrivePolicy moving a
+        message to the dead-letter queue after that many receives: the backstop for messages that
+        crash the worker process before it can dead-letter them itself.
       ack_interval: Longest wait, in milliseconds, before acked messages are deleted.
       receive_linger: Pause, in milliseconds, after a partly full receive, to batch the next.
     """
@@ -94,6 +100,7 @@ class SQSBroker(Broker):
         dead_letter: bool = True,
         create_queues: bool = True,
         middleware: list[Middleware] | None = None,
+        max_receive_count: int | None = None,
         ack_interval: int = DEFAULT_ACK_INTERVAL,
         receive_linger: int = DEFAULT_RECEIVE_LINGER,
         **client_options: Any,
@@ -112,6 +119,9 @@ class SQSBroker(Broker):
         self.visibility_timeout = math.ceil(visibility_timeout / 1000) * 1000
         self.dead_letter = dead_letter
         self.create_queues = create_queues
+        if max_receive_count is not None and not (1 <= max_receive_count <= MAX_RECEIVE_COUNT):
+            raise ValueError(f"max_receive_count must be between 1 and {MAX_RECEIVE_COUNT}.")
+        self.max_receive_count = max_receive_count
         self.receive_linger = receive_linger
         self.queues: dict[str, str] = {}
         self.actor_options.add("message_group_id")
@@ -186,12 +196,21 @@ class SQSBroker(Broker):
         if self.dead_letter:
             dead_letter_name = sqs_queue_name(queue_name, namespace=self.namespace, dead_letter=True)
             dead_letter_url = self._get_or_create(queue_name, dead_letter_name, fifo=fifo)
-        url = self._get_or_create(queue_name, self.queues[queue_name], fifo=fifo)
+        redrive = None
+        if dead_letter_url and self.max_receive_count:
+            arn = self._sqs.call("GetQueueAttributes", QueueUrl=dead_letter_url, AttributeNames=["QueueArn"])
+            redrive = {
+                "deadLetterTargetArn": arn["Attributes"]["QueueArn"],
+                "maxReceiveCount": self.max_receive_count,
+            }
+        url = self._get_or_create(queue_name, self.queues[queue_name], fifo=fifo, redrive=redrive)
         attributes = self._sqs.call("GetQueueAttributes", QueueUrl=url, AttributeNames=["MaximumMessageSize"])
         max_size = int(attributes.get("Attributes", {}).get("MaximumMessageSize", 262_144))
         return _Queue(queue_name, url, dead_letter_url, max_size, fifo)
 
-    def _get_or_create(self, queue_name: str, sqs_name: str, *, fifo: bool) -> str:
+    def _get_or_create(
+        self, queue_name: str, sqs_name: str, *, fifo: bool, redrive: dict[str, Any] | None = None
+    ) -> str:
         try:
             return self._sqs.call("GetQueueUrl", QueueName=sqs_name)["QueueUrl"]
         except QueueDoesNotExist:
@@ -206,6 +225,8 @@ class SQSBroker(Broker):
         }
         if fifo:
             attributes["FifoQueue"] = "true"
+        if redrive:
+            attributes["RedrivePolicy"] = json.dumps(redrive)
         try:
             url = self._sqs.call("CreateQueue", QueueName=sqs_name, Attributes=attributes)["QueueUrl"]
         except SQSRequestFailed as e:

@@ -95,3 +95,21 @@ def test_without_dead_letters_no_dead_letter_queue_is_made(make_broker, sqs, nam
 
     names = [url.rsplit("/", 1)[-1] for url in sqs.list_queues(QueueNamePrefix=namespace)["QueueUrls"]]
     assert names == [f"{namespace}-default"]
+
+
+def test_a_message_received_too_often_is_moved_to_the_dead_letter_queue_by_sqs_itself(make_broker, sqs):
+    # The backstop for a message that crashes the worker process before it can be dead-lettered.
+    broker = make_broker(max_receive_count=2)
+
+    @dramatiq.actor(broker=broker)
+    def crashes_the_process():
+        pass
+
+    crashes_the_process.send()
+    url = broker.queue_url("default")
+    for _ in range(2):  # two workers died holding it
+        assert sqs.receive_message(QueueUrl=url, VisibilityTimeout=0, WaitTimeSeconds=1).get("Messages")
+
+    assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages") is None
+    dead = sqs.receive_message(QueueUrl=broker.dead_letter_queue_url("default"), WaitTimeSeconds=1)
+    assert len(dead["Messages"]) == 1
