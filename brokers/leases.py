@@ -203,7 +203,14 @@ class LeaseKeeper:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=10)
-        self.flush()
+        try:
+            self.flush()
+        except (ConnectionClosed, SQSBrokerError) as e:
+            with self._cond:
+                left = sum(len(acked) for acked in self._acked.values())
+            logger.warning(
+                "Could not delete %d acked messages on close; SQS will deliver them again: %s", left, e
+            )
 
     # --- internals ------------------------------------------------------------------------------
     def _drop(self, lease: Lease) -> None:
@@ -290,8 +297,8 @@ class LeaseKeeper:
                         )
                     self._drop(lease)
                 self._cond.notify_all()
-            if failed and len(failed) == len(chunk):
-                return
+            if failed:
+                return  # what SQS failed on its side waits for the next round
 
     def _stale(self, acked: list[Lease]) -> bool:
         return time.monotonic() - acked[0].acked_at >= self._ack_interval_s
