@@ -187,7 +187,7 @@ if SMTP_HOST:
         }
     }
 else:
-    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
+    MAILERS = {"default": {"BACKEND": "web.core.mail.ReadableConsoleBackend"}}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "offload <noreply@localhost>")
 # Links in mails are absolute: the worker that writes them has no request to take the host from.
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
