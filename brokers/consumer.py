@@ -126,7 +126,8 @@ class _SQSConsumer(Consumer):
 
     # --- the poller ------------------------------------------------------------------------------
     def _poll(self) -> None:
-        linger = False
+        linger_s = 0.0
+        last_return = time.monotonic()
         wanted = min(MAX_RECEIVE, self._prefetch)
         while not self._closed.is_set():
             room = self._leases.wait_for_room(self._queue.url, limit=self._prefetch, wanted=1, timeout=1.0)
@@ -139,7 +140,7 @@ class _SQSConsumer(Consumer):
                 room = self._leases.wait_for_room(
                     self._queue.url, limit=self._prefetch, wanted=wanted, timeout=linger_s
                 )
-            if linger and self._closed.wait(self._broker.receive_linger / 1000):
+            if linger_s and self._closed.wait(linger_s):
                 break
             requested = min(MAX_RECEIVE, room)
             wait_s = LONG_POLL_S
@@ -173,7 +174,21 @@ class _SQSConsumer(Consumer):
                 return
             for raw in received:
                 self._accept(raw)
-            linger = 0 < len(received) < requested
+            now = time.monotonic()
+            linger_s = self._linger(len(received), requested, now - last_return)
+            last_return = now
+
+    def _linger(self, received: int, requested: int, interval_s: float) -> float:
+        """How long to wait before the next receive so that it comes back fuller.
+
+        After a partly full receive, messages are trickling in: wait about as long as the rate just
+        seen needs to fill a batch, and never longer than receive_linger. A full or an empty receive
+        means no wait (a backlog, or an idle queue whose next long poll answers at once).
+        """
+        if not 0 < received < requested:
+            return 0.0
+        rate = received / max(interval_s, 0.001)
+        return min(self._broker.receive_linger / 1000, (requested - received) / rate)
 
     def _fail(self, error: BaseException) -> None:
         with self._cond:

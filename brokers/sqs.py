@@ -45,8 +45,9 @@ DEFAULT_VISIBILITY_TIMEOUT = 60_000
 MIN_VISIBILITY_TIMEOUT = 2_000
 #: Acks are deleted in batches of 10, or after this long, whichever comes first.
 DEFAULT_ACK_INTERVAL = 500
-#: After a receive that came back partly full, wait this long so the next one brings a fuller batch.
-DEFAULT_RECEIVE_LINGER = 50
+#: After a receive that came back partly full, wait up to this long so the next one brings a fuller
+#: batch (the wait is what the observed arrival rate needs to fill it).
+DEFAULT_RECEIVE_LINGER = 100
 #: The largest maxReceiveCount a RedrivePolicy takes (sqs-dead-letter-queues).
 MAX_RECEIVE_COUNT = 1_000
 #: Dead letters keep the longest retention SQS allows: 14 days (sqs-quotas-messages).
@@ -86,7 +87,7 @@ class SQSBroker(Broker):
         message to the dead-letter queue after that many receives: the backstop for messages that
         crash the worker process before it can dead-letter them itself.
       ack_interval: Longest wait, in milliseconds, before acked messages are deleted.
-      receive_linger: Pause, in milliseconds, after a partly full receive, to batch the next.
+      receive_linger: Longest pause, in milliseconds, after a partly full receive, to batch the next.
     """
 
     def __init__(
