@@ -245,21 +245,19 @@ EXPORT_STALE_AFTER_MS = env_int("EXPORT_STALE_AFTER_MS", 15 * 60 * 1000)
 # Export files live in STORAGES["exports"]: private local files under MEDIA_ROOT/exports (never served
 # directly; downloads go through the owner-checked view), or an S3 bucket when EXPORTS_S3_BUCKET is set.
 EXPORTS_S3_BUCKET = env_optional("EXPORTS_S3_BUCKET")
+# Multipart chunks an export upload keeps in memory (and sends in parallel), 8 MiB each.
+EXPORTS_S3_UPLOAD_CHUNKS = env_int("EXPORTS_S3_UPLOAD_CHUNKS", 4)
 if EXPORTS_S3_BUCKET:
-    STORAGES["exports"] = {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {
-            "bucket_name": EXPORTS_S3_BUCKET,
-            "location": env_str("EXPORTS_S3_PREFIX", "exports"),
-            # Empty means AWS itself; the local server (python -m brokers.localsqs) also speaks S3.
-            "endpoint_url": env_optional("EXPORTS_S3_ENDPOINT_URL"),
-            "region_name": AWS_REGION,
-            "addressing_style": env_str("EXPORTS_S3_ADDRESSING_STYLE", "path"),
-            "signature_version": "s3v4",
-            "default_acl": None,
-            "file_overwrite": False,
-        },
-    }
+    from web.exports.s3 import exports_on_s3
+
+    STORAGES["exports"] = exports_on_s3(
+        bucket=EXPORTS_S3_BUCKET,
+        prefix=env_str("EXPORTS_S3_PREFIX", "exports"),
+        endpoint_url=env_optional("EXPORTS_S3_ENDPOINT_URL"),
+        region=AWS_REGION,
+        addressing_style=env_str("EXPORTS_S3_ADDRESSING_STYLE", "path"),
+        upload_chunks=EXPORTS_S3_UPLOAD_CHUNKS,
+    )
 else:
     STORAGES["exports"] = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",

@@ -12,6 +12,8 @@ from typing import Any
 import boto3
 import pytest
 
+from web.exports.s3 import exports_on_s3
+
 
 @pytest.fixture(autouse=True)
 def local_export_storage(settings: Any, tmp_path: Path) -> Path:
@@ -43,19 +45,14 @@ def s3_export_storage(settings: Any, sqs_endpoint: str, s3_bucket: tuple[Any, st
     _, bucket = s3_bucket
     settings.STORAGES = {
         **settings.STORAGES,
-        "exports": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": bucket,
-                "location": "exports",
-                "endpoint_url": sqs_endpoint,
-                "region_name": "us-east-1",
-                "addressing_style": "path",
-                "signature_version": "s3v4",
-                "default_acl": None,
-                "file_overwrite": False,
-            },
-        },
+        "exports": exports_on_s3(
+            bucket=bucket,
+            prefix="exports",
+            endpoint_url=sqs_endpoint,
+            region="us-east-1",
+            addressing_style="path",
+            upload_chunks=4,
+        ),
     }
     return s3_bucket
 
