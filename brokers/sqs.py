@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from dramatiq.broker import Broker
 from dramatiq.common import current_millis, q_name
-from dramatiq.errors import ConnectionClosed, QueueJoinTimeout, QueueNotFound
+from dramatiq.errors import ConnectionClosed, DecodeError, QueueJoinTimeout, QueueNotFound
 from dramatiq.message import Message
 
 from brokers.client import SQSClient
@@ -54,11 +54,21 @@ MAX_RECEIVE_COUNT = 1_000
 MAX_RETENTION_S = 14 * 24 * 60 * 60
 #: Message group of FIFO messages that name none (option "message_group_id").
 DEFAULT_MESSAGE_GROUP = "default"
+#: Dead letters being redriven stay hidden this long, in seconds, so one pass never sees one twice.
+REDRIVE_VISIBILITY_S = 60
 #: How often join() looks at the queue's counters.
 JOIN_POLL_S = 0.1
 #: Longest error text kept on a dead letter.
 MAX_REASON_CHARS = 1_000
 
+_COUNTS = {
+    "visible": "ApproximateNumberOfMessages",
+    "in_flight": "ApproximateNumberOfMessagesNotVisible",
+    "delayed": "ApproximateNumberOfMessagesDelayed",
+}
+_COUNT_ATTRIBUTES = list(_COUNTS.values())
+#: Options the Retries middleware keeps per message; a redriven message starts without them.
+_RETRY_OPTIONS = {"retries", "traceback", "requeue_timestamp"}
 _EXISTS_CODES = {"QueueAlreadyExists", "QueueNameExists", "AWS.SimpleQueueService.QueueNameExists"}
 _PURGE_IN_PROGRESS = {"PurgeQueueInProgress", "AWS.SimpleQueueService.PurgeQueueInProgress"}
 
@@ -413,6 +423,75 @@ class SQSBroker(Broker):
             ) from e
         logger.warning("Moved message %r to the dead-letter queue of %r.", message_id, queue.name)
 
+    # --- operating -----------------------------------------------------------------------------
+    def queue_counts(self, queue_name: str) -> dict[str, int]:
+        """A queue's approximate counts as SQS reports them: visible, in flight, delayed, dead letters."""
+        queue = self._queue(queue_name)
+        attributes = self._sqs.call(
+            "GetQueueAttributes", QueueUrl=queue.url, AttributeNames=_COUNT_ATTRIBUTES
+        )
+        counts = {key: int(attributes["Attributes"].get(name, 0)) for key, name in _COUNTS.items()}
+        dead = 0
+        if queue.dead_letter_url:
+            attributes = self._sqs.call(
+                "GetQueueAttributes", QueueUrl=queue.dead_letter_url, AttributeNames=_COUNT_ATTRIBUTES
+            )
+            dead = sum(int(attributes["Attributes"].get(name, 0)) for name in _COUNT_ATTRIBUTES)
+        return {**counts, "dead_letters": dead}
+
+    def redrive(self, queue_name: str, *, limit: int | None = None) -> int:
+        """Move dead letters back to their queue to be tried afresh; returns how many moved.
+
+        Each message goes back with its retry count reset. Bodies that are not dramatiq messages
+        stay in the dead-letter queue. A message is deleted from the dead-letter queue only once
+        its queue has it.
+        """
+        queue = self._queue(queue_name)
+        if queue.dead_letter_url is None:
+            raise SQSBrokerError(
+                f"Queue {queue_name!r} has no dead-letter queue: the broker has dead_letter=False."
+            )
+        moved = 0
+        while limit is None or moved < limit:
+            wanted = MAX_BATCH_ENTRIES if limit is None else min(MAX_BATCH_ENTRIES, limit - moved)
+            received = self._sqs.call(
+                "ReceiveMessage",
+                QueueUrl=queue.dead_letter_url,
+                MaxNumberOfMessages=wanted,
+                WaitTimeSeconds=0,
+                VisibilityTimeout=REDRIVE_VISIBILITY_S,
+            ).get("Messages", [])
+            if not received:
+                break
+            items, handles = [], []
+            for raw in received:
+                try:
+                    message = Message.decode(raw["Body"].encode("utf-8"))
+                except DecodeError:
+                    logger.warning("Dead letter %r is not a dramatiq message; leaving it.", raw["MessageId"])
+                    continue
+                options = {k: v for k, v in message.options.items() if k not in _RETRY_OPTIONS}
+                fresh = Message(**{**message.asdict(), "options": options})
+                item = self._prepare(queue, fresh, None)
+                if queue.fifo:  # a new deduplication id, or SQS would drop it as the message it was
+                    item.entry["MessageDeduplicationId"] = f"{fresh.message_id}-redrive-{current_millis()}"
+                items.append(item)
+                handles.append(raw["ReceiptHandle"])
+            sent, failed = self._sender.send_all(items)
+            sent_ids = {id(item) for item in sent}
+            done = [handle for item, handle in zip(items, handles, strict=True) if id(item) in sent_ids]
+            for start in range(0, len(done), MAX_BATCH_ENTRIES):
+                entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(done[start : start + 10])]
+                self._sqs.call("DeleteMessageBatch", QueueUrl=queue.dead_letter_url, Entries=entries)
+            moved += len(done)
+            if failed:
+                raise BatchSendFailed(failed, len(done))
+            if not items:
+                break
+        if moved:
+            logger.info("Moved %d dead letters back to %r.", moved, queue_name)
+        return moved
+
     # --- maintenance -----------------------------------------------------------------------------
     def flush(self, queue_name: str) -> None:
         """Drop every message of a queue (visible, delayed and in flight)."""
@@ -449,17 +528,12 @@ class SQSBroker(Broker):
         """
         queue = self._queue(queue_name)
         deadline = None if timeout is None else time.monotonic() + timeout / 1000
-        names = [
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        ]
         while True:
             if self._leases.pending(queue.url) == 0:
-                counts = self._sqs.call("GetQueueAttributes", QueueUrl=queue.url, AttributeNames=names)[
-                    "Attributes"
-                ]
-                if all(int(counts.get(name, 0)) == 0 for name in names):
+                counts = self._sqs.call(
+                    "GetQueueAttributes", QueueUrl=queue.url, AttributeNames=_COUNT_ATTRIBUTES
+                )["Attributes"]
+                if all(int(counts.get(name, 0)) == 0 for name in _COUNT_ATTRIBUTES):
                     return
             if deadline is not None and time.monotonic() >= deadline:
                 raise QueueJoinTimeout(queue_name)

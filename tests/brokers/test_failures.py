@@ -186,3 +186,36 @@ def _body(actor_name: str, **options) -> str:
             "message_timestamp": int(time.time() * 1000),
         }
     )
+
+
+def test_an_operator_sees_the_counts_and_redrives_dead_letters_once_the_cause_is_fixed(
+    sqs_broker, start_worker, sqs
+):
+    fixed = False
+    charged = []
+
+    @dramatiq.actor(broker=sqs_broker, max_retries=0)
+    def charge(order_id):
+        if not fixed:
+            raise ConnectionError("payment provider down")
+        charged.append(order_id)
+
+    for order_id in (1, 2, 3):
+        charge.send(order_id)
+    worker = start_worker(sqs_broker)
+    wait_until(lambda: sqs_broker.queue_counts("default")["dead_letters"] == 3)
+    sqs_broker.join("default", timeout=10_000)
+    assert sqs_broker.queue_counts("default") == {
+        "visible": 0,
+        "in_flight": 0,
+        "delayed": 0,
+        "dead_letters": 3,
+    }
+
+    fixed = True
+    assert sqs_broker.redrive("default") == 3
+    wait_until(lambda: sorted(charged) == [1, 2, 3])
+    sqs_broker.join("default", timeout=10_000)
+    worker.stop()
+
+    assert sqs_broker.queue_counts("default")["dead_letters"] == 0
