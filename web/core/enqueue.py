@@ -43,7 +43,7 @@ DEFAULT_RELAY_GRACE_MS = 30_000
 #: Longest time a request waits for its batch to reach SQS before answering anyway, in milliseconds.
 DEFAULT_SEND_WAIT_MS = 500
 
-_request_batch: ContextVar[list[_Outgoing] | None] = ContextVar("offload_request_batch", default=None)
+_request_batch: ContextVar[list[Outgoing] | None] = ContextVar("offload_request_batch", default=None)
 _pause_lock = threading.Lock()
 _senders: set[threading.Thread] = set()
 _senders_lock = threading.Lock()
@@ -51,7 +51,9 @@ _paused_until = 0.0
 
 
 @dataclass(frozen=True)
-class _Outgoing:
+class Outgoing:
+    """A committed message on its way to SQS, and the outbox row that keeps it until SQS has it."""
+
     outbox_id: int
     message: Message
     delay: int | None
@@ -76,12 +78,12 @@ def enqueue_on_commit(
         delay_ms=delay,
         available_at=timezone.now() + timedelta(milliseconds=_setting("OUTBOX_RELAY_GRACE_MS")),
     )
-    outgoing = _Outgoing(row.pk, message, delay, actor.broker, using)
+    outgoing = Outgoing(row.pk, message, delay, actor.broker, using)
     transaction.on_commit(partial(_committed, outgoing), using=using)
     return message
 
 
-def _committed(outgoing: _Outgoing) -> None:
+def _committed(outgoing: Outgoing) -> None:
     batch = _request_batch.get()
     if batch is not None:
         batch.append(outgoing)
@@ -123,7 +125,7 @@ class EnqueueBatchMiddleware:
             return self.get_response(request)
 
 
-def _send_in_background(items: list[_Outgoing], wait_ms: int) -> None:
+def _send_in_background(items: list[Outgoing], wait_ms: int) -> None:
     def send() -> None:
         try:
             send_outgoing(items)
@@ -154,7 +156,7 @@ def wait_for_background_sends(timeout_ms: int = 30_000) -> bool:
         return not _senders
 
 
-def send_outgoing(items: list[_Outgoing]) -> None:
+def send_outgoing(items: list[Outgoing]) -> None:
     """Send committed messages now; delete the outbox rows of those SQS accepted, never raise."""
     if not items:
         return
@@ -162,19 +164,19 @@ def send_outgoing(items: list[_Outgoing]) -> None:
         logger.info("SQS was unreachable moments ago; leaving %d message(s) to the outbox relay.", len(items))
         _hand_to_relay(items, "SQS was unreachable moments ago.")
         return
-    by_broker: dict[int, list[_Outgoing]] = {}
+    by_broker: dict[int, list[Outgoing]] = {}
     for item in items:
         by_broker.setdefault(id(item.broker), []).append(item)
     for group in by_broker.values():
-        failed = _send_group(group)
+        failed = send_group(group)
         sent = [item for item in group if item.message.message_id not in failed]
-        _delete_rows(sent)
+        delete_sent_rows(sent)
         if failed:
             unsent = [item for item in group if item.message.message_id in failed]
             _hand_to_relay(unsent, _first_reason(failed))
 
 
-def _send_group(items: list[_Outgoing]) -> dict[str, str]:
+def send_group(items: list[Outgoing]) -> dict[str, str]:
     """Send one broker's messages in a batch; returns {message_id: reason} of those not sent."""
     from brokers import BatchSendFailed
 
@@ -202,7 +204,7 @@ def _first_reason(failed: dict[str, str]) -> str:
     return next(iter(failed.values()), "")[:1000]
 
 
-def _delete_rows(items: list[_Outgoing]) -> None:
+def delete_sent_rows(items: list[Outgoing]) -> None:
     by_alias: dict[str, list[int]] = {}
     for item in items:
         by_alias.setdefault(item.using, []).append(item.outbox_id)
@@ -214,7 +216,7 @@ def _delete_rows(items: list[_Outgoing]) -> None:
             logger.warning("Could not delete %d sent outbox row(s).", len(ids), exc_info=True)
 
 
-def _hand_to_relay(items: list[_Outgoing], reason: str) -> None:
+def _hand_to_relay(items: list[Outgoing], reason: str) -> None:
     for item in items:
         try:
             OutboxMessage.objects.using(item.using).filter(pk=item.outbox_id).update(

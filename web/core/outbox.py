@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 from dramatiq import Broker, Message
 
-from web.core.enqueue import _delete_rows, _Outgoing, _send_group, resume_direct_sends
+from web.core.enqueue import Outgoing, delete_sent_rows, resume_direct_sends, send_group
 from web.core.models import OutboxMessage
 
 logger = logging.getLogger(__name__)
@@ -45,9 +45,9 @@ def outbox_relay(*, broker: Broker, limit: int = RELAY_BATCH) -> int:
     if not rows:
         return 0
     items = [_outgoing(row, broker, now) for row in rows]
-    failed = _send_group(items)
+    failed = send_group(items)
     sent = [item for item in items if item.message.message_id not in failed]
-    _delete_rows(sent)
+    delete_sent_rows(sent)
     for row in rows:
         reason = failed.get(row.message_id)
         if reason is not None:
@@ -63,10 +63,10 @@ def outbox_relay(*, broker: Broker, limit: int = RELAY_BATCH) -> int:
     return len(sent)
 
 
-def _outgoing(row: OutboxMessage, broker: Broker, now: Any) -> _Outgoing:
+def _outgoing(row: OutboxMessage, broker: Broker, now: Any) -> Outgoing:
     message = Message.decode(row.body.encode("utf-8"))
     delay = None
     if row.delay_ms:
         remaining = row.delay_ms - int((now - row.created_at).total_seconds() * 1000)
         delay = remaining if remaining > 0 else None
-    return _Outgoing(row.pk, message, delay, broker, DEFAULT_DB_ALIAS)
+    return Outgoing(row.pk, message, delay, broker, DEFAULT_DB_ALIAS)
