@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError
+from django.db import IntegrityError, connections
 from django.utils import timezone
 
 from tasks.regenerate_report import regenerate_report
@@ -147,3 +148,27 @@ def test_a_failure_newer_than_the_last_report_is_shown_with_its_error(client):
 
     assert "The last regeneration failed" in page
     assert "OperationalError: disk I/O error" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_clicks_racing_each_other_start_exactly_one_run(broker):
+    racers = 6
+    start = threading.Barrier(racers)
+    results: list[bool] = []
+
+    def click() -> None:
+        try:
+            start.wait(timeout=10)
+            _, created = report_request()
+            results.append(created)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=click) for _ in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sorted(results) == [False] * (racers - 1) + [True]
+    assert ReportRun.objects.count() == 1
