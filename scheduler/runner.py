@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
+from apscheduler.events import EVENT_SCHEDULER_STARTED
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -72,13 +73,16 @@ class SchedulerProcess:
         self._lease_valid_until = 0.0
         self._lock = threading.RLock()
         self._waiting_announced = False
+        self._stopping = False
         self._stop_requested = threading.Event()
+        self._started = threading.Event()
         self._stopped = threading.Event()
         self._scheduler = BlockingScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(EXECUTOR_THREADS)},
             job_defaults={"coalesce": True, "max_instances": 1},
         )
+        self._scheduler.add_listener(lambda event: self._started.set(), EVENT_SCHEDULER_STARTED)
 
     # --- running ---------------------------------------------------------------------------------
     def run(self) -> None:
@@ -92,6 +96,7 @@ class SchedulerProcess:
             misfire_grace_time=None,
         )
         if self._stop_requested.is_set():
+            self._started.set()
             return
         logger.info(
             "Scheduler %r started: lease %d ms, renewed every %d ms.",
@@ -116,6 +121,12 @@ class SchedulerProcess:
         threading.Thread(target=self._shut_down, name="scheduler-stop", daemon=True).start()
 
     def _shut_down(self) -> None:
+        # A stop that comes while run() is still starting the scheduler waits for it to have started.
+        self._started.wait()
+        # APScheduler's shutdown holds its job store lock while it waits for running jobs, so no job
+        # may add or remove jobs from then on: the lease job checks this flag under the same lock.
+        with self._lock:
+            self._stopping = True
         try:
             self._scheduler.shutdown(wait=True)
         except SchedulerNotRunningError:
@@ -147,6 +158,8 @@ class SchedulerProcess:
             logger.warning("Could not renew the scheduler lease.", exc_info=True)
             held = None
         with self._lock:
+            if self._stopping:
+                return
             if held:
                 self._lease_valid_until = started + self.lease_ms / 1000
                 if not self._leading:
