@@ -137,6 +137,21 @@ def test_a_429_with_retry_after_waits_that_many_seconds(github):
     assert before + timedelta(seconds=41) <= raised.value.retry_at <= timezone.now() + timedelta(seconds=42)
 
 
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [(429, {}), (403, {"x-ratelimit-remaining": "0"})],
+    ids=["429-without-headers", "403-without-reset"],
+)
+def test_a_rate_limit_that_names_no_time_waits_a_minute_as_github_advises(github, status, headers):
+    github.answer(status, {"message": "rate limited"}, headers)
+    before = timezone.now()
+
+    with pytest.raises(GitHubRateLimited) as raised:
+        poll_github_top_repositories()
+
+    assert before + timedelta(seconds=59) <= raised.value.retry_at <= timezone.now() + timedelta(seconds=60)
+
+
 def test_a_403_that_is_not_a_rate_limit_is_a_refusal_that_is_not_retried(github):
     github.answer(403, {"message": "Resource protected by organization SAML enforcement."})
 

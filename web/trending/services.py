@@ -154,9 +154,7 @@ def _rate_limit_wait(response: httpx.Response, *, now: datetime) -> datetime | N
         except (TypeError, ValueError):
             pass
     if response.headers.get("x-ratelimit-remaining") == "0":
-        reset = _reset_time(response)
-        if reset is not None:
-            return reset
+        return _reset_time(response) or now + DEFAULT_RATE_LIMIT_WAIT
     if response.status_code == httpx.codes.TOO_MANY_REQUESTS:
         return now + DEFAULT_RATE_LIMIT_WAIT
     return None
