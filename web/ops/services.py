@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from dramatiq import Broker
 
 from web.ops.models import TaskRun
 
@@ -71,3 +72,12 @@ def task_run_prune(*, older_than: timedelta, now: datetime | None = None) -> int
 
 def _ms(delta: timedelta) -> int:
     return max(0, round(delta.total_seconds() * 1000))
+
+
+def dead_letters_redrive(*, broker: Broker, queue_name: str, limit: int | None = None) -> int:
+    """Send a queue's dead letters (at most `limit`) back to it with fresh retries; returns how many."""
+    if queue_name not in broker.get_declared_queues():
+        raise ValueError(f"No queue named {queue_name!r}.")
+    moved = broker.redrive(queue_name, limit=limit)
+    logger.info("Redrove %d dead letter(s) of queue %r.", moved, queue_name)
+    return moved

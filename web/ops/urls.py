@@ -1,4 +1,10 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from web.ops import views
 
 app_name = "ops"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("queues/", views.queues, name="queues"),
+    path("queues/<str:queue_name>/redrive/", views.redrive, name="redrive"),
+]
