@@ -8,6 +8,7 @@ import dramatiq
 import pytest
 from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connections
 from django.utils import timezone
 from django_dramatiq.utils import load_middleware
 
@@ -17,6 +18,7 @@ from tasks.echo import echo
 from tests.web.images.conftest import jpeg_bytes
 from web.core.enqueue import resume_direct_sends, wait_for_background_sends
 from web.core.models import OutboxMessage
+from web.core.outbox import outbox_relay
 from web.images.models import Image
 
 
@@ -129,4 +131,36 @@ def test_a_message_left_in_the_outbox_by_a_process_that_died_after_commit_is_sen
         worker.stop()
 
     assert "Echo: 'left behind'." in caplog.messages
+    assert not OutboxMessage.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_relays_running_at_once_send_each_outbox_row_once(broker):
+    messages = [echo.message(f"row {i}") for i in range(25)]
+    OutboxMessage.objects.bulk_create(
+        OutboxMessage(
+            queue_name=m.queue_name,
+            actor_name=m.actor_name,
+            message_id=m.message_id,
+            body=m.encode().decode(),
+            available_at=timezone.now(),
+        )
+        for m in messages
+    )
+    start = threading.Barrier(3)
+    sent: list[int] = []
+
+    def relay() -> None:
+        start.wait()
+        sent.append(outbox_relay(broker=broker))
+        connections.close_all()
+
+    threads = [threading.Thread(target=relay) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sum(sent) == 25
+    assert broker.queue_counts("default")["visible"] == 25
     assert not OutboxMessage.objects.exists()
