@@ -1,6 +1,5 @@
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -83,10 +82,8 @@ def test_an_upload_made_while_sqs_is_down_gets_its_thumbnails_once_sqs_is_back(
         port = own_sqs["server"].port
         own_sqs["server"].stop()
 
-        started = time.perf_counter()
         upload = SimpleUploadedFile("photo.jpg", jpeg_bytes(1600, 1200), content_type="image/jpeg")
         response = owner_client.post("/images/", {"image": upload})
-        answered_in = time.perf_counter() - started
 
         assert response.status_code == 302, "the user sees a normal answer"
         assert "Making thumbnails" in owner_client.get(response["Location"]).content.decode()
@@ -103,7 +100,6 @@ def test_an_upload_made_while_sqs_is_down_gets_its_thumbnails_once_sqs_is_back(
     finally:
         assert wait_for_background_sends(), "a send that outlived its request is still running"
         worker.stop()
-    assert answered_in < 2.0, f"the upload took {answered_in * 1000:.0f} ms"
 
 
 @pytest.mark.django_db(transaction=True)
