@@ -34,7 +34,7 @@ from dramatiq import Broker
 
 from scheduler.jobs import Job
 from scheduler.selectors import scheduled_run_last_slot
-from scheduler.services import lease_acquire, lease_release, scheduled_run_enqueue
+from scheduler.services import LEASE_NAME, lease_acquire, lease_release, scheduled_run_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class SchedulerProcess:
         lease_ms: int,
         renew_ms: int,
         holder: str | None = None,
+        lease_name: str = LEASE_NAME,
     ) -> None:
         if not 0 < renew_ms < lease_ms:
             raise ValueError("The lease must be renewed more often than it lasts (0 < renew_ms < lease_ms).")
@@ -67,6 +68,7 @@ class SchedulerProcess:
         self.lease_ms = lease_ms
         self.renew_ms = renew_ms
         self.holder = holder or new_holder_id()
+        self.lease_name = lease_name
         self._leading = False
         # Judged on this process's monotonic clock from the start of the last successful renewal,
         # so a renewal that stalls (a locked or unreachable database) stops the enqueueing in time.
@@ -152,7 +154,7 @@ class SchedulerProcess:
         started = time.monotonic()
         try:
             held: bool | None = _with_fresh_connection(
-                lambda: lease_acquire(holder=self.holder, ttl_ms=self.lease_ms)
+                lambda: lease_acquire(holder=self.holder, ttl_ms=self.lease_ms, name=self.lease_name)
             )
         except DatabaseError:
             logger.warning("Could not renew the scheduler lease.", exc_info=True)
@@ -200,7 +202,7 @@ class SchedulerProcess:
         with self._lock:
             self._leading = False
         try:
-            if _with_fresh_connection(lambda: lease_release(holder=self.holder)):
+            if _with_fresh_connection(lambda: lease_release(holder=self.holder, name=self.lease_name)):
                 logger.info("Scheduler %r gave up the lease.", self.holder)
         except DatabaseError:
             logger.warning("Could not give up the lease; it expires by itself.", exc_info=True)

@@ -23,7 +23,7 @@ from scheduler.models import ScheduledRun, SchedulerLease
 
 logger = logging.getLogger(__name__)
 
-#: The lease every scheduler process competes for.
+#: The lease scheduler processes compete for unless SCHEDULER_LEASE_NAME names another.
 LEASE_NAME = "scheduler"
 #: A time long past: a lease row created free.
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)

@@ -227,6 +227,9 @@ GITHUB_POLL_INTERVAL_MS = env_int("GITHUB_POLL_INTERVAL_MS", 10 * 60 * 1000)
 SCHEDULER_LEASE_MS = env_int("SCHEDULER_LEASE_MS", 30_000)
 # How often the leader renews its lease and the others try to take it.
 SCHEDULER_LEASE_RENEW_MS = env_int("SCHEDULER_LEASE_RENEW_MS", 10_000)
+# Schedulers with the same lease name elect one leader. Two names on one database give two leaders
+# (a deliberate split brain): the (job, slot) records still let each slot's job through only once.
+SCHEDULER_LEASE_NAME = env_str("SCHEDULER_LEASE_NAME", "scheduler")
 # APScheduler logs every run at INFO, lease renewals included; the scheduler logs what matters itself.
 LOGGING["loggers"]["apscheduler"] = {"level": "WARNING"}
 

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,3 +256,41 @@ def test_a_scheduler_enqueues_a_stale_poll_at_once_on_start_but_not_again_after_
     message_ids = message_ids_in_sqs(sqs_endpoint, namespace)
     assert_each_run_was_sent_once(runs(database), message_ids)
     assert poll.message_id in message_ids
+
+
+def test_two_leaders_at_once_still_enqueue_each_slot_once(start_scheduler, database, sqs_endpoint, namespace):
+    # Different lease names make both processes lead: the split brain the slot records guard against.
+    timings = {
+        "GITHUB_POLL_INTERVAL_MS": POLL_INTERVAL_MS,
+        "SCHEDULER_LEASE_MS": LEASE_MS,
+        "SCHEDULER_LEASE_RENEW_MS": RENEW_MS,
+    }
+    schedulers = [
+        start_scheduler(SCHEDULER_LEASE_NAME="brain-a", **timings),
+        start_scheduler(SCHEDULER_LEASE_NAME="brain-b", **timings),
+    ]
+    wait_until(
+        lambda: all("now leads" in s.log() for s in schedulers), timeout=30, what="both schedulers to lead"
+    )
+    both_leading = [r.slot for r in runs(database, "poll_github")]
+
+    wait_until(
+        lambda: len([r for r in runs(database, "poll_github") if r.slot not in both_leading]) >= 5,
+        timeout=30,
+        what="five poll slots while both lead",
+    )
+
+    for scheduler in schedulers:
+        scheduler.process.send_signal(signal.SIGTERM)
+        assert scheduler.process.wait(timeout=15) == 0
+    poll_runs = runs(database, "poll_github")
+    assert len({r.slot for r in poll_runs}) == len(poll_runs)
+    assert_each_run_was_sent_once(runs(database), message_ids_in_sqs(sqs_endpoint, namespace))
+    # Both try every slot once both lead: each slot went to one of them, and the other stood down.
+    contested = [r.slot for r in poll_runs if r.slot not in both_leading]
+    stood_down = sum(s.log().count("was already enqueued by another scheduler") for s in schedulers)
+    holders = Counter(r.holder for r in poll_runs)
+    print(f"split brain: {len(contested)} slots, {stood_down} claims refused, runs per holder {holders}")
+    # Without contention the test would prove nothing; how often the loser got to try before the
+    # processes were stopped depends on the machine's load.
+    assert stood_down >= 1

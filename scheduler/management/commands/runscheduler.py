@@ -22,6 +22,7 @@ class Command(BaseCommand):
             broker=broker,
             lease_ms=settings.SCHEDULER_LEASE_MS,
             renew_ms=settings.SCHEDULER_LEASE_RENEW_MS,
+            lease_name=settings.SCHEDULER_LEASE_NAME,
         )
         process.install_signal_handlers()
         try:
