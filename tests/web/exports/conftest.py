@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,69 +68,3 @@ def other_user(django_user_model: Any) -> Any:
 def make_user(model: Any) -> Any:
     name = f"u{uuid.uuid4().hex[:8]}"
     return model.objects.create_user(username=name, email=f"{name}@example.com", password="pw-123456!")
-
-
-# --- The browser: Playwright driving the system's Chromium ----------------------------------------
-
-
-@pytest.fixture(scope="session")
-def _orm_beside_playwright() -> Iterator[None]:
-    """Playwright's sync API keeps an event loop in the main thread for the rest of the session, so
-    Django's async-safety check would refuse the test's own ORM calls (and pytest-django's teardown)."""
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    yield
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict, _orm_beside_playwright: None) -> dict:
-    """The distribution's Chromium, headless (Playwright's own browser download is not used)."""
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("The browser tests need Chromium on PATH (Debian: apt-get install chromium).")
-    return {
-        **browser_type_launch_args,
-        "executable_path": chromium,
-        "args": [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ],
-    }
-
-
-@pytest.fixture(scope="session")
-def base_url() -> None:
-    """Replaces pytest-playwright's fallback, which newer pytest warns about; tests use live_server.url."""
-    return
-
-
-@pytest.fixture
-def logged_in_page(page: Any, client: Any, live_server: Any, user: Any) -> Any:
-    """A browser page on the live server with `user`'s session cookie, as if they had just logged in."""
-    client.force_login(user)
-    page.context.add_cookies(
-        [
-            {
-                "name": settings_cookie_name(),
-                "value": client.cookies[settings_cookie_name()].value,
-                "url": live_server.url,
-            }
-        ]
-    )
-    return page
-
-
-def settings_cookie_name() -> str:
-    from django.conf import settings
-
-    return settings.SESSION_COOKIE_NAME
