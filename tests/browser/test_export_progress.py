@@ -3,11 +3,14 @@ from __future__ import annotations
 import csv
 import queue
 import threading
+from pathlib import Path
+from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.dispatch import receiver
 from django.utils import timezone
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from web.exports.signals import export_progressed
 from web.reports.demo_data import demo_history_create
@@ -15,6 +18,31 @@ from web.trending.models import RepositorySnapshot
 
 #: How long the worker waits for the test to let it go on, in seconds (the test fails rather than hangs).
 STEP_TIMEOUT_S = 30
+
+
+@pytest.fixture
+def logged_in_page(page: Page, client: Any, live_server: Any, django_user_model: Any, namespace: str) -> Page:
+    """A page with a fresh user's session cookie, as if they had just logged in."""
+    user = django_user_model.objects.create_user(username=namespace, email=f"{namespace}@example.com")
+    client.force_login(user)
+    cookie = django_settings.SESSION_COOKIE_NAME
+    page.context.add_cookies(
+        [{"name": cookie, "value": client.cookies[cookie].value, "url": live_server.url}]
+    )
+    return page
+
+
+@pytest.fixture(autouse=True)
+def export_dir(settings: Any, tmp_path: Path) -> Path:
+    location = tmp_path / "exports"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "exports": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": location},
+        },
+    }
+    return location
 
 
 @pytest.mark.django_db(transaction=True)
