@@ -69,7 +69,7 @@ def test_an_export_runs_in_a_worker_and_its_owner_downloads_every_row(client, us
     page = client.get("/exports/").content.decode()
 
     assert "Your export has started" in started
-    assert '<progress max="100" value="0"' in started
+    assert '<progress max="100"' in started  # the worker may already be under way
     assert '<progress max="100" value="100"' in page
     assert "300 of 300 rows" in page
     assert "Download CSV" in page
