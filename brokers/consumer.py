@@ -136,9 +136,11 @@ class _SQSConsumer(Consumer):
             if room < wanted:
                 # Give finishing tasks a moment to make room for a full batch (fewer requests), but
                 # not so long that free worker threads sit idle.
-                linger_s = self._broker.receive_linger / 1000
                 room = self._leases.wait_for_room(
-                    self._queue.url, limit=self._prefetch, wanted=wanted, timeout=linger_s
+                    self._queue.url,
+                    limit=self._prefetch,
+                    wanted=wanted,
+                    timeout=self._broker.receive_linger / 1000,
                 )
             if linger_s and self._closed.wait(linger_s):
                 break

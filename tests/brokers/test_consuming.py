@@ -186,3 +186,22 @@ def test_a_delayed_message_never_runs_before_its_delay_is_over(sqs_broker, start
     wait_until(lambda: started)
 
     assert started[0] >= message.options["eta"]
+
+
+def test_a_backlog_is_drained_without_lingering_between_full_receives(make_broker, start_worker):
+    # The linger is for trickling traffic only: were it applied between full receives, this drain
+    # would wait a minute per batch.
+    broker = make_broker(receive_linger=60_000)
+    done = []
+
+    @dramatiq.actor(broker=broker)
+    def task(n):
+        done.append(n)
+
+    with broker.batch():
+        for n in range(60):
+            task.send(n)
+    start_worker(broker, threads=8)
+    wait_until(lambda: len(done) == 60, timeout=30)
+
+    assert sorted(done) == list(range(60))
