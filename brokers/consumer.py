@@ -184,13 +184,14 @@ class _SQSConsumer(Consumer):
         """How long to wait before the next receive so that it comes back fuller.
 
         After a partly full receive, messages are trickling in: wait about as long as the rate just
-        seen needs to fill a batch, and never longer than receive_linger. A full or an empty receive
-        means no wait (a backlog, or an idle queue whose next long poll answers at once).
+        seen needs to bring a whole batch (the next receive starts from nothing: what this one got
+        is already taken), and never longer than receive_linger. A full or an empty receive means no
+        wait (a backlog, or an idle queue whose next long poll answers at once).
         """
         if not 0 < received < requested:
             return 0.0
         rate = received / max(interval_s, 0.001)
-        return min(self._broker.receive_linger / 1000, (requested - received) / rate)
+        return min(self._broker.receive_linger / 1000, requested / rate)
 
     def _fail(self, error: BaseException) -> None:
         with self._cond:
