@@ -142,8 +142,8 @@ class _SQSConsumer(Consumer):
                     wanted=wanted,
                     timeout=self._broker.receive_linger / 1000,
                 )
-            if linger_s and self._closed.wait(linger_s):
-                break
+            if (linger_s and self._closed.wait(linger_s)) or self._closed.is_set():
+                break  # closed while waiting: a receive now would only have to be released again
             requested = min(MAX_RECEIVE, room)
             wait_s = LONG_POLL_S
             if self._queue.fifo and self._leases.pending(self._queue.url):
