@@ -14,6 +14,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -206,3 +207,17 @@ def _requests_wait_for_their_messages(settings: Any) -> None:
     In production a request waits at most OUTBOX_SEND_WAIT_MS (the outbox keeps what is late).
     """
     settings.OUTBOX_SEND_WAIT_MS = 30_000
+
+
+@pytest.fixture
+def export_dir(settings: Any, tmp_path: Path) -> Path:
+    """Export files go to this test's own directory, never the project's."""
+    location = tmp_path / "exports"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "exports": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": location},
+        },
+    }
+    return location

@@ -16,18 +16,7 @@ from web.exports.services import export_write
 from web.exports.signals import export_progressed
 from web.reports.demo_data import demo_history_create
 
-
-@pytest.fixture(autouse=True)
-def export_dir(settings, tmp_path: Path) -> Path:
-    location = tmp_path / "exports"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "exports": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": location},
-        },
-    }
-    return location
+pytestmark = pytest.mark.usefixtures("export_dir")
 
 
 @pytest.fixture

@@ -11,18 +11,7 @@ from tasks.prune_expired_exports import prune_expired_exports
 from web.exports.models import Export
 from web.exports.services import ABANDONED, export_prune_expired
 
-
-@pytest.fixture(autouse=True)
-def export_dir(settings, tmp_path: Path) -> Path:
-    location = tmp_path / "exports"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "exports": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": location},
-        },
-    }
-    return location
+pytestmark = pytest.mark.usefixtures("export_dir")
 
 
 @pytest.fixture

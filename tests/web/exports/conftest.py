@@ -14,17 +14,9 @@ from web.exports.s3 import exports_on_s3
 
 
 @pytest.fixture(autouse=True)
-def local_export_storage(settings: Any, tmp_path: Path) -> Path:
+def local_export_storage(export_dir: Path) -> Path:
     """Exports go to this test's own directory (tests that want S3 switch again)."""
-    location = tmp_path / "exports"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "exports": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": location},
-        },
-    }
-    return location
+    return export_dir
 
 
 @pytest.fixture
