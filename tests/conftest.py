@@ -83,9 +83,9 @@ def namespace() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture
-def broker(sqs_endpoint: str, namespace: str) -> Iterator[SQSBroker]:
-    """The project's actors bound to a fresh SQSBroker on the test server, in this test's namespace.
+@contextlib.contextmanager
+def project_actors_on(endpoint_url: str, namespace: str) -> Iterator[SQSBroker]:
+    """The project's actors bound to a fresh SQSBroker at endpoint_url, in this namespace.
 
     Uses the middleware list from settings, so retries and time limits behave as in production.
     """
@@ -94,7 +94,7 @@ def broker(sqs_endpoint: str, namespace: str) -> Iterator[SQSBroker]:
 
     middleware = [load_middleware(path) for path in settings.DRAMATIQ_BROKER["MIDDLEWARE"]]
     test_broker = SQSBroker(
-        namespace=namespace, endpoint_url=sqs_endpoint, region_name="us-east-1", middleware=middleware
+        namespace=namespace, endpoint_url=endpoint_url, region_name="us-east-1", middleware=middleware
     )
     previous = dramatiq.get_broker()
     actors = list(previous.actors.values())
@@ -102,11 +102,20 @@ def broker(sqs_endpoint: str, namespace: str) -> Iterator[SQSBroker]:
     for actor in actors:
         actor.broker = test_broker
         test_broker.declare_actor(actor)
-    yield test_broker
-    test_broker.close()
-    for actor in actors:
-        actor.broker = previous
-    dramatiq.set_broker(previous)
+    try:
+        yield test_broker
+    finally:
+        test_broker.close()
+        for actor in actors:
+            actor.broker = previous
+        dramatiq.set_broker(previous)
+
+
+@pytest.fixture
+def broker(sqs_endpoint: str, namespace: str) -> Iterator[SQSBroker]:
+    """The project's actors bound to a fresh SQSBroker on the test server, in this test's namespace."""
+    with project_actors_on(sqs_endpoint, namespace) as test_broker:
+        yield test_broker
 
 
 @pytest.fixture

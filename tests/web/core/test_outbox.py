@@ -5,15 +5,14 @@ from typing import Any
 
 import dramatiq
 import pytest
-from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connections
 from django.utils import timezone
-from django_dramatiq.utils import load_middleware
 
 from brokers import SQSBroker
 from brokers.localsqs import LocalSQSServer
 from tasks.echo import echo
+from tests.conftest import project_actors_on
 from tests.web.images.conftest import jpeg_bytes
 from web.core.enqueue import resume_direct_sends, wait_for_background_sends
 from web.core.models import OutboxMessage
@@ -45,24 +44,8 @@ def own_sqs() -> Iterator[dict[str, Any]]:
 
 @pytest.fixture
 def own_broker(own_sqs: dict[str, Any], namespace: str) -> Iterator[SQSBroker]:
-    middleware = [load_middleware(path) for path in django_settings.DRAMATIQ_BROKER["MIDDLEWARE"]]
-    broker = SQSBroker(
-        namespace=namespace,
-        endpoint_url=own_sqs["server"].endpoint_url,
-        region_name="us-east-1",
-        middleware=middleware,
-    )
-    previous = dramatiq.get_broker()
-    actors = list(previous.actors.values())
-    dramatiq.set_broker(broker)
-    for actor in actors:
-        actor.broker = broker
-        broker.declare_actor(actor)
-    yield broker
-    broker.close()
-    for actor in actors:
-        actor.broker = previous
-    dramatiq.set_broker(previous)
+    with project_actors_on(own_sqs["server"].endpoint_url, namespace) as broker:
+        yield broker
     resume_direct_sends()
 
 
