@@ -12,11 +12,10 @@ import botocore.exceptions
 from dramatiq.errors import ConnectionClosed
 
 from brokers.errors import QueueDoesNotExist, SQSRequestFailed
+from brokers.limits import MAX_LONG_POLL_MS, seconds
 
-#: Seconds a receive waits for messages (SQS allows at most 20, sqs-short-and-long-polling).
-LONG_POLL_S = 20
 #: The read timeout must outlast a long poll, or every idle receive would end as a timeout error.
-READ_TIMEOUT_S = LONG_POLL_S + 10
+READ_TIMEOUT_S = seconds(MAX_LONG_POLL_MS) + 10
 CONNECT_TIMEOUT_S = 5
 #: Attempts per request in botocore's `standard` retry mode (throttling, 5xx and connection errors).
 MAX_ATTEMPTS = 4
