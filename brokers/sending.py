@@ -1,9 +1,12 @@
-"""Sending prepared messages: whole batches for `batch()`, and concurrent sends coalesced.
+"""Sending messages: how a dramatiq message becomes a SendMessage entry, whole batches for
+`batch()`, and concurrent sends coalesced.
 
 Coalescing is group commit: while one request for a queue is in flight, other threads' messages for
 that queue wait and then go out together in the next SendMessageBatch. A thread sending alone is
 never held back, and every caller still returns only once SQS has accepted its own message (or
-raises), so nothing is acknowledged to the application before SQS has it.
+raises), so nothing is acknowledged to the application before SQS has it. A sender interrupted
+while it carries other threads' messages (a time limit, a shutdown) hands them back to be sent by
+the next of those threads, so no caller is left waiting for a request that never completes.
 """
 
 from __future__ import annotations
@@ -109,19 +112,32 @@ class Sender:
         url = item.queue.url
         with self._cond:
             self._waiting.append(slot)
-            while not slot.done:
-                if url in self._busy:
-                    self._cond.wait()
-                    continue
-                self._busy.add(url)
-                slots = self._take(url)
-                self._cond.release()
-                try:
-                    self._deliver(slots)
-                finally:
-                    self._cond.acquire()
-                    self._busy.discard(url)
-                    self._cond.notify_all()
+            try:
+                while not slot.done:
+                    if url in self._busy:
+                        self._cond.wait()
+                        continue
+                    self._busy.add(url)
+                    slots = self._take(url)
+                    self._cond.release()
+                    unsent: list[_Slot] = []
+                    try:
+                        self._deliver(slots)
+                    except BaseException:
+                        # Interrupted mid-request: whether SQS has the others' messages is unknown,
+                        # and sending them again is safe (every actor tolerates a repeat), so they go
+                        # back to the front of the line rather than leave their senders waiting.
+                        unsent = [other for other in slots if other is not slot and not other.done]
+                        raise
+                    finally:
+                        self._cond.acquire()
+                        self._waiting[:0] = unsent
+                        self._busy.discard(url)
+                        self._cond.notify_all()
+            except BaseException:
+                if slot in self._waiting:  # the caller gave up waiting: never send it behind its back
+                    self._waiting.remove(slot)
+                raise
         if slot.error is not None:
             raise slot.error
 
