@@ -72,7 +72,7 @@ class SQSClient:
         """Make one SQS request by its action name ("SendMessageBatch")."""
         method = getattr(self.client, _snake(action))
         try:
-            return method(**params)
+            response: dict[str, Any] = method(**params)
         except _CONNECTION_ERRORS as e:
             raise ConnectionClosed(e) from None
         except botocore.exceptions.ClientError as e:
@@ -84,6 +84,7 @@ class SQSClient:
                     f"SQS {action} failed: the queue does not exist ({detail})."
                 ) from None
             raise SQSRequestFailed(action, code, detail) from None
+        return response
 
 
 def _snake(action: str) -> str:

@@ -227,9 +227,8 @@ class LeaseKeeper:
     def _run(self) -> None:
         while True:
             with self._cond:
-                if self._closed:
-                    return
-                self._cond.wait(self._next_wake())
+                if not self._closed:
+                    self._cond.wait(self._next_wake())
                 if self._closed:
                     return
             try:
