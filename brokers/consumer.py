@@ -41,7 +41,7 @@ FIFO_BUSY_POLL_MS = 1_000
 
 
 @dataclass(frozen=True)
-class Receiving:
+class ReceiveSettings:
     """How a broker's consumers receive: the lease of each message and the pause between receives."""
 
     #: The lease a received message starts with, in milliseconds (whole seconds).
@@ -100,7 +100,7 @@ class SQSConsumer(Consumer):
         sqs: SQSClient,
         leases: LeaseKeeper,
         dead_letters: DeadLetters,
-        receiving: Receiving,
+        receiving: ReceiveSettings,
         prefetch: int,
         timeout: int,
     ) -> None:

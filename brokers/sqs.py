@@ -14,7 +14,7 @@ from dramatiq.errors import QueueJoinTimeout
 from dramatiq.message import Message
 
 from brokers.client import SQSClient
-from brokers.consumer import Receiving, SQSConsumer
+from brokers.consumer import ReceiveSettings, SQSConsumer
 from brokers.deadletters import DeadLetters
 from brokers.errors import BatchSendFailed
 from brokers.leases import LeaseKeeper
@@ -121,7 +121,9 @@ class SQSBroker(Broker):
             self._sqs, visibility_timeout=self.visibility_timeout, ack_interval=ack_interval
         )
         self._dead_letters = DeadLetters(self._sqs, self._sender, self._prepare_again)
-        self._receiving = Receiving(visibility_timeout=self.visibility_timeout, receive_linger=receive_linger)
+        self._receiving = ReceiveSettings(
+            visibility_timeout=self.visibility_timeout, receive_linger=receive_linger
+        )
         self._local = threading.local()
 
     # --- what operators and tests read -----------------------------------------------------------
