@@ -149,8 +149,6 @@ def _type_name(value: object) -> str:
         return "a boolean"
     if value is None:
         return "null"
-    if isinstance(value, float):
-        return "a number"
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
