@@ -137,6 +137,15 @@ class SQSBroker(Broker):
         """SQS requests made so far, by action name, botocore's own retries included."""
         return self._sqs.stats
 
+    def queue(self, queue_name: str) -> Queue:
+        """A declared queue as SQS knows it: URL, dead-letter queue URL, largest body, FIFO or not."""
+        return self._queues.get(queue_name)
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        """Writes dead letters with their reason and redrives them, for any place that receives."""
+        return self._dead_letters
+
     def queue_url(self, queue_name: str) -> str:
         """The URL of a declared queue's SQS queue (created if missing and allowed)."""
         return self._queues.get(queue_name).url

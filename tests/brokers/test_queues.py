@@ -141,3 +141,20 @@ def test_max_receive_count_none_creates_queues_without_a_redrive_policy(make_bro
     broker.declare_queue("default")
 
     assert _redrive_policy(sqs, broker.queue_url("default")) is None
+
+
+def test_a_queue_record_says_where_its_messages_and_dead_letters_go_and_what_it_accepts(
+    make_broker, sqs, namespace
+):
+    sqs.create_queue(
+        QueueName=f"{namespace}-orders.fifo", Attributes={"FifoQueue": "true", "MaximumMessageSize": "2048"}
+    )
+    broker = make_broker()
+    broker.declare_queue("orders.fifo")
+
+    queue = broker.queue("orders.fifo")
+
+    assert queue.url == broker.queue_url("orders.fifo")
+    assert queue.dead_letter_url == broker.dead_letter_queue_url("orders.fifo")
+    assert queue.dead_letter_url.endswith(f"/{namespace}-orders-dlq.fifo")
+    assert (queue.fifo, queue.max_size) == (True, 2048)
