@@ -13,6 +13,7 @@ import json
 import socket
 import threading
 from collections import Counter
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 #: Path the proxy answers itself, with the counts so far as JSON.
@@ -61,58 +62,54 @@ class CountingProxy:
 
     def _serve(self, client: socket.socket) -> None:
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        upstream: socket.socket | None = None
-        pipe: threading.Thread | None = None
+        upstream = _Upstream(self._upstream, client, on_open=self._opened)
         buffer = bytearray()
         try:
-            while True:
-                head = _read_head(client, buffer)
-                if head is None:
-                    break
-                method, target, headers = _parse_head(head)
-                if urlsplit(target).path == COUNTS_PATH:
-                    body = json.dumps(self.snapshot()).encode()
-                    client.sendall(
-                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                        + f"Content-Length: {len(body)}\r\n\r\n".encode()
-                        + body
-                    )
-                    break
-                if upstream is None:
-                    upstream = socket.create_connection(self._upstream)
-                    upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    with self._lock:
-                        self._connections += 1
-                    pipe = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
-                    pipe.start()
-                upstream.sendall(head)
-                action = _target_action(headers.get("x-amz-target"))
-                if action is None:
-                    action = _query_action(target)
-                if "chunked" in headers.get("transfer-encoding", "").lower():
-                    # No SQS client here sends chunked requests; pass the rest through uncounted.
-                    self._count(action or "unknown")
-                    upstream.sendall(buffer)
-                    buffer.clear()
-                    _pipe(client, upstream)
-                    break
-                length = int(headers.get("content-length", "0") or 0)
-                body = self._forward_body(client, upstream, buffer, length, keep=action is None)
-                if body is None:
-                    break
-                if action is None:
-                    action = _form_action(body, headers.get("content-type", "")) or f"{method} (no action)"
-                self._count(action)
+            while self._relay(client, upstream, buffer):
+                pass
         except OSError:
             pass
         finally:
-            if upstream is not None:
-                _shutdown(upstream)
-            if pipe is not None:
-                pipe.join(timeout=60)
-            _close(client)
-            if upstream is not None:
-                _close(upstream)
+            upstream.close()
+
+    def _relay(self, client: socket.socket, upstream: _Upstream, buffer: bytearray) -> bool:
+        """Forward one request and count it; False once this connection is done."""
+        head = _read_head(client, buffer)
+        if head is None:
+            return False
+        method, target, headers = _parse_head(head)
+        if urlsplit(target).path == COUNTS_PATH:
+            body = json.dumps(self.snapshot()).encode()
+            client.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            return False
+        sock = upstream.open()
+        sock.sendall(head)
+        action = _target_action(headers.get("x-amz-target"))
+        if action is None:
+            action = _query_action(target)
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            # No SQS client here sends chunked requests; pass the rest through uncounted.
+            self._count(action or "unknown")
+            sock.sendall(buffer)
+            buffer.clear()
+            _pipe(client, sock)
+            return False
+        length = int(headers.get("content-length", "0") or 0)
+        body = self._forward_body(client, sock, buffer, length, keep=action is None)
+        if body is None:
+            return False
+        if action is None:
+            action = _form_action(body, headers.get("content-type", "")) or f"{method} (no action)"
+        self._count(action)
+        return True
+
+    def _opened(self) -> None:
+        with self._lock:
+            self._connections += 1
 
     def _forward_body(
         self, client: socket.socket, upstream: socket.socket, buffer: bytearray, length: int, *, keep: bool
@@ -136,6 +133,38 @@ class CountingProxy:
     def _count(self, action: str) -> None:
         with self._lock:
             self._counts[action] += 1
+
+
+class _Upstream:
+    """The connection to the server behind one client connection, opened on its first request."""
+
+    def __init__(
+        self, address: tuple[str, int], client: socket.socket, *, on_open: Callable[[], None]
+    ) -> None:
+        self._address = address
+        self._client = client
+        self._on_open = on_open
+        self._sock: socket.socket | None = None
+        self._pipe: threading.Thread | None = None
+
+    def open(self) -> socket.socket:
+        if self._sock is None:
+            self._sock = socket.create_connection(self._address)
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._on_open()
+            self._pipe = threading.Thread(target=_pipe, args=(self._sock, self._client), daemon=True)
+            self._pipe.start()
+        return self._sock
+
+    def close(self) -> None:
+        """End both sides: the answers still in flight reach the client first."""
+        if self._sock is not None:
+            _shutdown(self._sock)
+        if self._pipe is not None:
+            self._pipe.join(timeout=60)
+        _close(self._client)
+        if self._sock is not None:
+            _close(self._sock)
 
 
 def _read_head(sock: socket.socket, buffer: bytearray) -> bytes | None:

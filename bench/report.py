@@ -192,15 +192,32 @@ def _markdown(
         f"{meta['wall_s'] / 60:.1f} min. Medians over the rounds; ratios are medians of the ratios taken "
         "within each round (same server, same minute), which is what to read on a shared machine.",
         "",
-        "## Figures 1-4, medians",
-        "",
-        "| figure | " + " | ".join(LABELS[c] for c in clients) + " |",
-        "|---|" + "---|" * len(clients),
     ]
+    lines += _medians_section(clients, medians)
+    lines += _ratios_sections(clients, ratios)
+    lines += _actions_section(clients, by_action)
+    lines += _once_section(clients, once_figures, once)
+    lines += _goals_section(goals)
+    lines += ["", "## Counting cross-check", ""]
+    lines += _cross_check(meta.get("rounds_raw", []))
+    lines += _machine_section(meta)
+    return "\n".join(lines)
+
+
+def _table_head(clients: list[str]) -> list[str]:
+    return ["| figure | " + " | ".join(LABELS[c] for c in clients) + " |", "|---|" + "---|" * len(clients)]
+
+
+def _medians_section(clients: list[str], medians: dict) -> list[str]:
+    lines = ["## Figures 1-4, medians", "", *_table_head(clients)]
     for key, (_, label, unit, _) in ROUND_FIGURES.items():
         row = [f"{label} ({unit})"] + [_fmt(medians[c][key]) for c in clients]
         lines.append("| " + " | ".join(row) + " |")
-    lines += [
+    return lines
+
+
+def _ratios_sections(clients: list[str], ratios: dict) -> list[str]:
+    lines = [
         "",
         "## offload against each of the others (offload / other, per round, median)",
         "",
@@ -213,12 +230,15 @@ def _markdown(
         for key, (_, label, _, _) in ROUND_FIGURES.items():
             row = [label] + [_fmt(ratios["offload"][key][base]) + "x" for base in PEERS]
             lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "## Each client against A (client / A, per round, median)", ""]
-    lines += ["| figure | " + " | ".join(LABELS[c] for c in clients) + " |", "|---|" + "---|" * len(clients)]
+    lines += ["", "## Each client against A (client / A, per round, median)", "", *_table_head(clients)]
     for key, (_, label, _, _) in ROUND_FIGURES.items():
         row = [label] + [_fmt(ratios[c][key]["boto3_batched"]) + "x" for c in clients]
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "## Requests per message by action (medians)", ""]
+    return lines
+
+
+def _actions_section(clients: list[str], by_action: dict) -> list[str]:
+    lines = ["", "## Requests per message by action (medians)", ""]
     lines += ["| client | bulk | steady x1 | steady x8 |", "|---|---|---|---|"]
     for c in clients:
         cells = []
@@ -226,7 +246,11 @@ def _markdown(
             actions = by_action[c].get(phase, {})
             cells.append(", ".join(f"{a} {v:.3f}" for a, v in actions.items()) or "n/a")
         lines.append(f"| {LABELS[c]} | " + " | ".join(cells) + " |")
-    lines += [
+    return lines
+
+
+def _once_section(clients: list[str], once_figures: dict, once: dict) -> list[str]:
+    lines = [
         "",
         "## Figures 5-7, once per client",
         "",
@@ -238,13 +262,20 @@ def _markdown(
         lines.append(
             f"| {LABELS[c]} | " + " | ".join(_once_cells(c, once_figures[c], once.get(c, {}))) + " |"
         )
-    if goals:
-        lines += ["", "## The issue's goals for offload", "", "| goal | measured | met |", "|---|---|---|"]
-        for goal, measured, met in goals:
-            lines.append(f"| {goal} | {measured} | {'n/a' if met is None else 'yes' if met else '**no**'} |")
-    lines += ["", "## Counting cross-check", ""]
-    lines += _cross_check(meta.get("rounds_raw", []))
-    lines += ["", "## Machine and versions", ""]
+    return lines
+
+
+def _goals_section(goals: list) -> list[str]:
+    if not goals:
+        return []
+    lines = ["", "## The issue's goals for offload", "", "| goal | measured | met |", "|---|---|---|"]
+    for goal, measured, met in goals:
+        lines.append(f"| {goal} | {measured} | {'n/a' if met is None else 'yes' if met else '**no**'} |")
+    return lines
+
+
+def _machine_section(meta: dict) -> list[str]:
+    lines = ["", "## Machine and versions", ""]
     if meta.get("broker_changed_during_run"):
         lines += ["**brokers/ changed while this run was going on: rounds may mix broker versions.**", ""]
     m = meta["machine"]
@@ -261,7 +292,7 @@ def _markdown(
         f"idle {s['idle_s']:.0f} s; {s['worker_threads']} worker threads. Raw data: latest-details.json.",
         "",
     ]
-    return "\n".join(lines)
+    return lines
 
 
 def _cross_check(rounds: list[dict[str, Any]]) -> list[str]:

@@ -12,11 +12,10 @@ import botocore.exceptions
 from dramatiq.errors import ConnectionClosed
 
 from brokers.errors import QueueDoesNotExist, SQSRequestFailed
+from brokers.limits import MAX_LONG_POLL_MS, seconds
 
-#: Seconds a receive waits for messages (SQS allows at most 20, sqs-short-and-long-polling).
-LONG_POLL_S = 20
 #: The read timeout must outlast a long poll, or every idle receive would end as a timeout error.
-READ_TIMEOUT_S = LONG_POLL_S + 10
+READ_TIMEOUT_S = seconds(MAX_LONG_POLL_MS) + 10
 CONNECT_TIMEOUT_S = 5
 #: Attempts per request in botocore's `standard` retry mode (throttling, 5xx and connection errors).
 MAX_ATTEMPTS = 4
@@ -73,7 +72,7 @@ class SQSClient:
         """Make one SQS request by its action name ("SendMessageBatch")."""
         method = getattr(self.client, _snake(action))
         try:
-            return method(**params)
+            response: dict[str, Any] = method(**params)
         except _CONNECTION_ERRORS as e:
             raise ConnectionClosed(e) from None
         except botocore.exceptions.ClientError as e:
@@ -85,6 +84,7 @@ class SQSClient:
                     f"SQS {action} failed: the queue does not exist ({detail})."
                 ) from None
             raise SQSRequestFailed(action, code, detail) from None
+        return response
 
 
 def _snake(action: str) -> str:

@@ -1,48 +1,70 @@
-"""The consumer side of the SQS broker: a background long poll per queue feeding dramatiq's worker."""
+"""The consumer side of the SQS broker: a background long poll per queue feeding dramatiq's worker.
+
+The consumer owns no SQS logic of its own beyond receiving: what a received body becomes is decided
+in brokers.receiving, dead letters are written by brokers.deadletters, and leases (heartbeats and
+batched deletes) are kept by brokers.leases. It is handed those collaborators by the broker.
+
+It never stalls on one message: anything that goes wrong while it takes in a received message
+sends that message to the dead-letter queue with the reason, and the poller goes on. Should the
+poller itself stop, the next call for a message raises, so the worker restarts the consumer.
+"""
 
 from __future__ import annotations
 
 import heapq
 import itertools
 import logging
-import math
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, cast
 
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.common import current_millis
-from dramatiq.errors import ConnectionClosed, DecodeError
+from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
-from brokers.client import LONG_POLL_S
-from brokers.errors import SQSBrokerError
-
-if TYPE_CHECKING:
-    from brokers.sqs import SQSBroker, _Queue
+from brokers.client import SQSClient
+from brokers.deadletters import DeadLetters, Reason, failed_body
+from brokers.errors import DeadLetteringFailed, PollerDied, SQSBrokerError
+from brokers.leases import Lease, LeaseKeeper
+from brokers.limits import MAX_LONG_POLL_MS, MAX_RECEIVE_MESSAGES, seconds
+from brokers.queues import Queue
+from brokers.receiving import Reject, Resend, Run, decide
 
 logger = logging.getLogger(__name__)
 
-#: Most messages one ReceiveMessage returns (sqs-api ReceiveMessage).
-MAX_RECEIVE = 10
-#: A delayed message that arrives this close to its ETA (clock skew) is held here until due rather
-#: than sent around again.
-MAX_HOLD_MS = 2_000
-#: Long-poll wait on a FIFO queue while this process still holds messages of it, in seconds.
-FIFO_BUSY_POLL_S = 1
-#: SQS rejects DelaySeconds above this (sqs-message-timers).
-MAX_DELAY_S = 15 * 60
+#: Long-poll wait on a FIFO queue while this process still holds messages of it.
+FIFO_BUSY_POLL_MS = 1_000
 
 
-class _SQSMessage(MessageProxy):
+@dataclass(frozen=True)
+class ReceiveSettings:
+    """How a broker's consumers receive: the lease of each message and the pause between receives."""
+
+    #: The lease a received message starts with, in milliseconds (whole seconds).
+    visibility_timeout: int
+    #: Longest pause, in milliseconds, after a partly full receive, to batch the next.
+    receive_linger: int
+
+
+class SQSMessage(MessageProxy):
     """A received message: the dramatiq message plus where it came from in SQS."""
 
-    def __init__(self, message: Message, *, queue: _Queue, receipt_handle: str, receive_count: int) -> None:
+    def __init__(
+        self, message: Message[Any], *, queue: Queue, receipt_handle: str, receive_count: int
+    ) -> None:
         super().__init__(message)
         self._queue = queue
         self._receipt_handle = receipt_handle
         self._receive_count = receive_count
+
+    @property
+    def queue(self) -> Queue:
+        """The queue it was received from."""
+        return self._queue
 
     @property
     def receipt_handle(self) -> str:
@@ -53,23 +75,45 @@ class _SQSMessage(MessageProxy):
         """How many times SQS has delivered this message (1 the first time)."""
         return self._receive_count
 
+    @property
+    def message(self) -> Message[Any]:
+        """The dramatiq message itself."""
+        return self._message
 
-class _SQSConsumer(Consumer):
+    @property
+    def exception(self) -> BaseException | None:
+        """What the actor (or the worker) failed with, if anything."""
+        return self._exception
+
+
+class SQSConsumer(Consumer):
     """Iterates over one queue's messages; a daemon thread long-polls SQS ahead of the worker.
 
     The poller never holds more unacked messages than the worker's prefetch; when only part of a
     receive batch fits, it waits a moment for room for a full one, so receives stay full.
     """
 
-    def __init__(self, broker: SQSBroker, queue: _Queue, *, prefetch: int, timeout: int) -> None:
-        self._broker = broker
+    def __init__(
+        self,
+        queue: Queue,
+        *,
+        sqs: SQSClient,
+        leases: LeaseKeeper,
+        dead_letters: DeadLetters,
+        receiving: ReceiveSettings,
+        prefetch: int,
+        timeout: int,
+    ) -> None:
         self._queue = queue
-        self._leases = broker._leases
+        self._sqs = sqs
+        self._leases = leases
+        self._dead_letters = dead_letters
+        self._receiving = receiving
         self._prefetch = max(1, prefetch)
         self._timeout_s = timeout / 1000
         self._cond = threading.Condition()
-        self._ready: deque[_SQSMessage] = deque()
-        self._held: list[tuple[int, int, _SQSMessage]] = []
+        self._ready: deque[SQSMessage] = deque()
+        self._held: list[tuple[int, int, SQSMessage]] = []
         self._seq = itertools.count()
         self._error: BaseException | None = None
         self._closed = threading.Event()
@@ -77,7 +121,7 @@ class _SQSConsumer(Consumer):
         self._poller.start()
 
     # --- dramatiq's Consumer interface -----------------------------------------------------------
-    def __next__(self) -> _SQSMessage | None:
+    def __next__(self) -> SQSMessage | None:
         deadline = time.monotonic() + self._timeout_s
         with self._cond:
             while True:
@@ -85,9 +129,7 @@ class _SQSConsumer(Consumer):
                     return self._ready.popleft()
                 if self._held and self._held[0][0] <= current_millis():
                     return heapq.heappop(self._held)[2]
-                if self._error is not None:
-                    error, self._error = self._error, None
-                    raise error
+                self._raise_if_stopped()
                 wait = deadline - time.monotonic()
                 if self._held:
                     wait = min(wait, (self._held[0][0] - current_millis()) / 1000)
@@ -97,14 +139,35 @@ class _SQSConsumer(Consumer):
                     continue
                 self._cond.wait(wait)
 
+    def _raise_if_stopped(self) -> None:
+        """Raise when the poller has stopped while the consumer is open: no message would come."""
+        error, self._error = self._error, None
+        if isinstance(error, Exception):
+            raise error
+        if error is not None:
+            raise PollerDied(f"The poller of queue {self._queue.name!r} stopped: {error!r}.") from error
+        if not self._poller.is_alive() and not self._closed.is_set():
+            raise PollerDied(f"The poller of queue {self._queue.name!r} stopped.")
+
     def ack(self, message: MessageProxy) -> None:
         self._leases.ack(message.receipt_handle)
 
     def nack(self, message: MessageProxy) -> None:
-        self._broker._dead_letter(message)
+        received = cast(SQSMessage, message)  # the worker hands back what this consumer gave it
+        reason = Reason.for_failure(received.message, self._queue, received.exception)
+        try:
+            self._dead_letters.send(
+                self._queue,
+                body=failed_body(received.message, self._queue),
+                reason=reason,
+                message_id=received.message_id,
+            )
+        except DeadLetteringFailed:
+            self._leases.forget(message.receipt_handle)  # SQS delivers it again after its lease
+            raise
         self._leases.ack(message.receipt_handle)
 
-    def requeue(self, messages: Any) -> None:
+    def requeue(self, messages: Iterable[MessageProxy]) -> None:
         # dramatiq requeues only when this consumer is about to close (shutdown, connection error):
         # stop receiving first, so the poller does not fetch the released messages straight back.
         self._closed.set()
@@ -126,9 +189,18 @@ class _SQSConsumer(Consumer):
 
     # --- the poller ------------------------------------------------------------------------------
     def _poll(self) -> None:
+        try:
+            self._receive_until_closed()
+        except (ConnectionClosed, SQSBrokerError) as e:
+            self._fail(e)  # the worker logs it and restarts the consumer
+        except BaseException as e:
+            logger.exception("Unexpected error receiving from %r.", self._queue.name)
+            self._fail(e)
+
+    def _receive_until_closed(self) -> None:
         linger_s = 0.0
         last_return = time.monotonic()
-        wanted = min(MAX_RECEIVE, self._prefetch)
+        wanted = min(MAX_RECEIVE_MESSAGES, self._prefetch)
         while not self._closed.is_set():
             room = self._leases.wait_for_room(self._queue.url, limit=self._prefetch, wanted=1, timeout=1.0)
             if room <= 0:
@@ -140,38 +212,14 @@ class _SQSConsumer(Consumer):
                     self._queue.url,
                     limit=self._prefetch,
                     wanted=wanted,
-                    timeout=self._broker.receive_linger / 1000,
+                    timeout=self._receiving.receive_linger / 1000,
                 )
             if (linger_s and self._closed.wait(linger_s)) or self._closed.is_set():
-                break  # closed while waiting: a receive now would only have to be released again
-            requested = min(MAX_RECEIVE, room)
-            wait_s = LONG_POLL_S
-            if self._queue.fifo and self._leases.pending(self._queue.url):
-                # A FIFO group stays locked until our own messages of it are deleted, and some
-                # servers do not notice the unlock during a long poll that began before it.
-                wait_s = FIFO_BUSY_POLL_S
-            try:
-                response = self._broker._sqs.call(
-                    "ReceiveMessage",
-                    QueueUrl=self._queue.url,
-                    MaxNumberOfMessages=requested,
-                    WaitTimeSeconds=wait_s,
-                    VisibilityTimeout=self._broker.visibility_timeout // 1000,
-                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
-                )
-            except (ConnectionClosed, SQSBrokerError) as e:
-                self._fail(e)
-                return
-            except Exception as e:
-                logger.exception("Unexpected error receiving from %r.", self._queue.name)
-                self._fail(e)
-                return
-            received = response.get("Messages", [])
+                return  # closed while waiting: a receive now would only have to be released again
+            requested = min(MAX_RECEIVE_MESSAGES, room)
+            received = self._receive(requested)
             if self._closed.is_set():
-                leases = [
-                    self._leases.track(self._queue.url, raw["ReceiptHandle"], raw["MessageId"])
-                    for raw in received
-                ]
+                leases = [self._track(raw) for raw in received]
                 self._leases.release(lease.receipt_handle for lease in leases)
                 return
             for raw in received:
@@ -179,6 +227,23 @@ class _SQSConsumer(Consumer):
             now = time.monotonic()
             linger_s = self._linger(len(received), requested, now - last_return)
             last_return = now
+
+    def _receive(self, requested: int) -> list[dict[str, Any]]:
+        wait_ms = MAX_LONG_POLL_MS
+        if self._queue.fifo and self._leases.pending(self._queue.url):
+            # A FIFO group stays locked until our own messages of it are deleted, and some
+            # servers do not notice the unlock during a long poll that began before it.
+            wait_ms = FIFO_BUSY_POLL_MS
+        response = self._sqs.call(
+            "ReceiveMessage",
+            QueueUrl=self._queue.url,
+            MaxNumberOfMessages=requested,
+            WaitTimeSeconds=seconds(wait_ms),
+            VisibilityTimeout=seconds(self._receiving.visibility_timeout),
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        messages: list[dict[str, Any]] = response.get("Messages", [])
+        return messages
 
     def _linger(self, received: int, requested: int, interval_s: float) -> float:
         """How long to wait before the next receive so that it comes back fuller.
@@ -191,68 +256,91 @@ class _SQSConsumer(Consumer):
         if not 0 < received < requested:
             return 0.0
         rate = received / max(interval_s, 0.001)
-        return min(self._broker.receive_linger / 1000, requested / rate)
+        return min(self._receiving.receive_linger / 1000, requested / rate)
 
     def _fail(self, error: BaseException) -> None:
         with self._cond:
             self._error = error
             self._cond.notify_all()
 
+    # --- one received message ------------------------------------------------------------------
+    def _track(self, raw: dict[str, Any]) -> Lease:
+        return self._leases.track(self._queue.url, raw["ReceiptHandle"], raw["MessageId"])
+
     def _accept(self, raw: dict[str, Any]) -> None:
-        receipt_handle = raw["ReceiptHandle"]
-        lease = self._leases.track(self._queue.url, receipt_handle, raw["MessageId"])
-        body = raw.get("Body", "")
+        """Take one received message in; whatever goes wrong, it ends in the dead-letter queue."""
+        lease = self._track(raw)
         try:
-            message = Message.decode(body.encode("utf-8"))
-        except DecodeError as e:
-            self._broker._dead_letter_undecodable(self._queue, raw, e)
-            return
-        self._leases.rename(lease, message.message_id)
+            decision = decide(raw.get("Body", ""), self._queue, now_ms=current_millis())
+            if isinstance(decision, Reject):
+                logger.error(
+                    "Message %r on %r cannot run (%s); moving it to the dead-letter queue.",
+                    raw["MessageId"],
+                    self._queue.name,
+                    decision.error,
+                )
+                self._reject(raw, Reason.for_rejected(decision, self._queue))
+            elif isinstance(decision, Resend):
+                self._hop(raw, decision)
+            else:
+                self._leases.rename(lease, decision.message.message_id)
+                self._hand_over(raw, decision)
+        except Exception as e:
+            logger.exception(
+                "Could not take in message %r from %r; moving it to the dead-letter queue.",
+                raw["MessageId"],
+                self._queue.name,
+            )
+            reason = Reason("", self._queue.name, type(e).__name__, str(e) or repr(e), attempts=1)
+            self._reject(raw, reason)
 
-        eta = message.options.get("eta")
-        if isinstance(eta, int | float):
-            remaining = eta - current_millis()
-            if remaining > MAX_HOLD_MS:
-                self._hop(raw, message, remaining)
-                return
-            message = _without_eta(message)
-        elif "eta" in message.options:
-            message = _without_eta(message)
-        else:
-            remaining = 0
-
-        proxy = _SQSMessage(
-            message,
+    def _hand_over(self, raw: dict[str, Any], run: Run) -> None:
+        proxy = SQSMessage(
+            run.message,
             queue=self._queue,
-            receipt_handle=receipt_handle,
+            receipt_handle=raw["ReceiptHandle"],
             receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
         )
         with self._cond:
-            if remaining > 0:
-                heapq.heappush(self._held, (eta, next(self._seq), proxy))
+            if run.due_at is not None:
+                heapq.heappush(self._held, (run.due_at, next(self._seq), proxy))
             else:
                 self._ready.append(proxy)
             self._cond.notify_all()
 
-    def _hop(self, raw: dict[str, Any], message: Message, remaining_ms: float) -> None:
-        """Send a message that is not yet due around again, for at most SQS's longest delay."""
-        delay_s = min(MAX_DELAY_S, math.ceil(remaining_ms / 1000))
+    def _reject(self, raw: dict[str, Any], reason: Reason) -> None:
         try:
-            self._broker._sqs.call(
-                "SendMessage", QueueUrl=self._queue.url, MessageBody=raw["Body"], DelaySeconds=delay_s
+            self._dead_letters.send(
+                self._queue, body=raw.get("Body", ""), reason=reason, message_id=raw["MessageId"]
+            )
+        except Exception:
+            logger.exception(
+                "Could not dead-letter message %r (it comes back after its lease).", raw["MessageId"]
+            )
+            self._leases.forget(raw["ReceiptHandle"])
+            return
+        self._leases.ack(raw["ReceiptHandle"])
+
+    def _hop(self, raw: dict[str, Any], resend: Resend) -> None:
+        """Send a message that is not yet due around again, for at most SQS's longest delay."""
+        try:
+            self._sqs.call(
+                "SendMessage",
+                QueueUrl=self._queue.url,
+                MessageBody=raw["Body"],
+                DelaySeconds=seconds(resend.delay_ms),
             )
         except (ConnectionClosed, SQSBrokerError) as e:
             logger.warning(
-                "Could not re-delay message %r (it comes back after its lease): %s", message.message_id, e
+                "Could not re-delay message %r (it comes back after its lease): %s",
+                resend.message.message_id,
+                e,
             )
             self._leases.forget(raw["ReceiptHandle"])
             return
         logger.debug(
-            "Message %r is due in %d ms; delayed it again by %d s.", message.message_id, remaining_ms, delay_s
+            "Message %r is not due yet; delayed it again by %d ms.",
+            resend.message.message_id,
+            resend.delay_ms,
         )
         self._leases.ack(raw["ReceiptHandle"])
-
-
-def _without_eta(message: Message) -> Message:
-    options = {key: value for key, value in message.options.items() if key != "eta"}
-    return Message(**{**message.asdict(), "options": options})

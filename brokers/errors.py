@@ -28,6 +28,20 @@ class FifoDelayNotSupported(SQSBrokerError, ValueError):
     """Raised when a message for a FIFO queue asks for a delay, which SQS FIFO queues reject per message."""
 
 
+class MalformedMessage(SQSBrokerError, ValueError):
+    """Raised when a received body is not a well-formed dramatiq message; the text says what is wrong."""
+
+    def __init__(self, message: str, *, actor: str = "") -> None:
+        super().__init__(message)
+        #: The actor the body names, when it names one.
+        self.actor = actor
+
+
+class PollerDied(SQSBrokerError):
+    """Raised by a consumer whose background receive stopped on something other than an error, so the
+    worker restarts the consumer instead of waiting for messages that would never come."""
+
+
 class DeadLetteringFailed(SQSBrokerError):
     """Raised by nack when a message could not be written to its dead-letter queue (it is not deleted)."""
 

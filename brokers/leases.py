@@ -16,18 +16,16 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from dramatiq.errors import ConnectionClosed
 
 from brokers.client import SQSClient
 from brokers.errors import SQSBrokerError
+from brokers.limits import MAX_BATCH_ENTRIES, MAX_VISIBILITY_MS, chunks
 
 logger = logging.getLogger(__name__)
 
-#: Entries per batch request (sqs-batch-api-actions).
-MAX_BATCH_ENTRIES = 10
-#: SQS never keeps a message invisible longer than 12 hours after it was received (sqs-visibility-timeout).
-MAX_VISIBILITY_MS = 12 * 60 * 60 * 1000
 #: Back-off before retrying deletes or heartbeats that failed on a connection error.
 RETRY_DELAY_S = 1.0
 
@@ -159,7 +157,7 @@ class LeaseKeeper:
                 by_queue[lease.queue_url].append(lease)
             self._cond.notify_all()
         for queue_url, leases in by_queue.items():
-            for chunk in _chunks(leases):
+            for chunk in chunks(leases):
                 entries = [
                     {"Id": str(i), "ReceiptHandle": lease.receipt_handle, "VisibilityTimeout": 0}
                     for i, lease in enumerate(chunk)
@@ -229,9 +227,8 @@ class LeaseKeeper:
     def _run(self) -> None:
         while True:
             with self._cond:
-                if self._closed:
-                    return
-                self._cond.wait(self._next_wake())
+                if not self._closed:
+                    self._cond.wait(self._next_wake())
                 if self._closed:
                     return
             try:
@@ -311,48 +308,49 @@ class LeaseKeeper:
                 if lease.expires_at - now <= half:
                     by_queue[lease.queue_url].append(lease)
         for queue_url, leases in by_queue.items():
-            for chunk in _chunks(leases):
-                entries = []
-                for i, lease in enumerate(chunk):
-                    held_ms = (now - lease.received_at) * 1000
-                    extend_ms = min(self._visibility_ms, MAX_VISIBILITY_MS - held_ms)
-                    if extend_ms < 1000:
-                        logger.warning(
-                            "Message %r has been held for 12 hours, the most SQS allows; it will be "
-                            "delivered again.",
-                            lease.message_id,
-                        )
-                        self.forget(lease.receipt_handle)
-                        continue
-                    entries.append(
-                        {
-                            "Id": str(i),
-                            "ReceiptHandle": lease.receipt_handle,
-                            "VisibilityTimeout": int(extend_ms // 1000),
-                        }
-                    )
-                if not entries:
+            for chunk in chunks(leases):
+                extensions = self._extensions(chunk, now)
+                if not extensions:
                     continue
+                entries = [
+                    {"Id": str(i), "ReceiptHandle": chunk[i].receipt_handle, "VisibilityTimeout": extend_s}
+                    for i, extend_s in extensions.items()
+                ]
                 response = self._sqs.call("ChangeMessageVisibilityBatch", QueueUrl=queue_url, Entries=entries)
                 failed = {int(failure["Id"]): failure for failure in response.get("Failed", [])}
                 with self._cond:
-                    for entry in entries:
-                        i = int(entry["Id"])
-                        lease = chunk[i]
-                        failure = failed.get(i)
-                        if failure is None:
-                            lease.expires_at = now + entry["VisibilityTimeout"]
-                        elif failure.get("SenderFault", False):
-                            logger.warning(
-                                "Lost the lease of message %r (%s); it may be delivered again.",
-                                lease.message_id,
-                                failure.get("Code"),
-                            )
-                            if lease.state is _State.ACTIVE:
-                                self._active[lease.queue_url] -= 1
-                            self._drop(lease)
+                    for i, extend_s in extensions.items():
+                        self._extended(chunk[i], now + extend_s, failed.get(i))
 
+    def _extensions(self, chunk: list[Lease], now: float) -> dict[int, int]:
+        """How many seconds to extend each lease of a chunk by, keyed by its place in the chunk.
 
-def _chunks(items: list[Lease]) -> Iterable[list[Lease]]:
-    for start in range(0, len(items), MAX_BATCH_ENTRIES):
-        yield items[start : start + MAX_BATCH_ENTRIES]
+        A lease that has reached SQS's 12 hours is let go instead: SQS delivers it again.
+        """
+        extensions = {}
+        for i, lease in enumerate(chunk):
+            held_ms = (now - lease.received_at) * 1000
+            extend_ms = min(self._visibility_ms, MAX_VISIBILITY_MS - held_ms)
+            if extend_ms < 1000:
+                logger.warning(
+                    "Message %r has been held for 12 hours, the most SQS allows; it will be delivered again.",
+                    lease.message_id,
+                )
+                self.forget(lease.receipt_handle)
+                continue
+            extensions[i] = int(extend_ms // 1000)
+        return extensions
+
+    def _extended(self, lease: Lease, expires_at: float, failure: dict[str, Any] | None) -> None:
+        # Called with the lock held, once SQS has answered a heartbeat for this lease.
+        if failure is None:
+            lease.expires_at = expires_at
+        elif failure.get("SenderFault", False):
+            logger.warning(
+                "Lost the lease of message %r (%s); it may be delivered again.",
+                lease.message_id,
+                failure.get("Code"),
+            )
+            if lease.state is _State.ACTIVE:
+                self._active[lease.queue_url] -= 1
+            self._drop(lease)

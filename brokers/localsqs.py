@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 
 #: The port `make run` serves on.
 DEFAULT_PORT = 9324
@@ -32,10 +33,10 @@ def _speed_up_moto_clock() -> None:
     """
     from moto.sqs import models
 
-    def unix_time(dt: object = None) -> float:
+    def unix_time(dt: datetime | None = None) -> float:
         return time.time() if dt is None else original_unix_time(dt)
 
-    def unix_time_millis(dt: object = None) -> float:
+    def unix_time_millis(dt: datetime | None = None) -> float:
         return unix_time(dt) * 1000.0
 
     original_unix_time = models.unix_time

@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 
 from brokers.errors import InvalidQueueName
+from brokers.limits import MAX_QUEUE_NAME_LENGTH
 
-#: SQS queue names: 1-80 characters of letters, digits, hyphens and underscores; FIFO names end in
-#: ".fifo", which counts towards the 80 (sqs-quotas-queues).
-MAX_QUEUE_NAME_LENGTH = 80
+#: FIFO queue names end in this (sqs-quotas-queues).
 FIFO_SUFFIX = ".fifo"
 #: The suffix of each queue's dead-letter queue (before ".fifo" for FIFO queues).
 DEAD_LETTER_SUFFIX = "-dlq"

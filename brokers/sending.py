@@ -1,9 +1,12 @@
-"""Sending prepared messages: whole batches for `batch()`, and concurrent sends coalesced.
+"""Sending messages: how a dramatiq message becomes a SendMessage entry, whole batches for
+`batch()`, and concurrent sends coalesced.
 
 Coalescing is group commit: while one request for a queue is in flight, other threads' messages for
 that queue wait and then go out together in the next SendMessageBatch. A thread sending alone is
 never held back, and every caller still returns only once SQS has accepted its own message (or
-raises), so nothing is acknowledged to the application before SQS has it.
+raises), so nothing is acknowledged to the application before SQS has it. A sender interrupted
+while it carries other threads' messages (a time limit, a shutdown) hands them back to be sent by
+the next of those threads, so no caller is left waiting for a request that never completes.
 """
 
 from __future__ import annotations
@@ -11,26 +14,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from dramatiq.common import current_millis, q_name
 from dramatiq.errors import ConnectionClosed
+from dramatiq.message import Message
 
 from brokers.client import SQSClient
-from brokers.errors import FailedEntry, SQSRequestFailed
-
-if TYPE_CHECKING:
-    from dramatiq.message import Message
-
-    from brokers.sqs import _Queue
+from brokers.errors import FailedEntry, FifoDelayNotSupported, MessageTooLarge, SQSRequestFailed
+from brokers.limits import MAX_DELAY_MS, chunks, seconds
+from brokers.queues import Queue
 
 logger = logging.getLogger(__name__)
 
-#: Entries per SendMessageBatch (sqs-batch-api-actions).
-MAX_BATCH_ENTRIES = 10
-#: A batch request carries at most this many bytes in total (sqs-batch-api-actions).
-MAX_BATCH_BYTES = 1_048_576
+#: Message group of FIFO messages that name none (option "message_group_id").
+DEFAULT_MESSAGE_GROUP = "default"
 #: Attempts for batch entries that SQS failed on its own side (SenderFault false). Connection errors
 #: are not retried here: botocore's standard retry mode already did.
 BATCH_ATTEMPTS = 4
@@ -40,11 +39,52 @@ BATCH_ATTEMPTS = 4
 class Pending:
     """A message ready to send: its queue, its SendMessage parameters and its encoded size."""
 
-    queue: _Queue
+    queue: Queue
     entry: dict[str, Any]
     size: int
-    message: Message
+    message: Message[Any]
     delay: int | None
+
+
+def prepare(queue: Queue, message: Message[Any], delay: int | None, *, group_id: str) -> Pending:
+    """The SendMessage parameters of a message, checked against what its queue accepts.
+
+    A delay carries an ETA in the message options as well as DelaySeconds, so a delay longer than
+    SQS's 15 minutes is honoured by the consumer. `group_id` is the message group on a FIFO queue.
+    Raises FifoDelayNotSupported or MessageTooLarge.
+    """
+    if q_name(message.queue_name) != message.queue_name:
+        message = message.copy(queue_name=q_name(message.queue_name))
+    delay = max(0, int(delay)) if delay else None
+    entry: dict[str, Any] = {}
+    if queue.fifo:
+        retries = message.options.get("retries", 0)
+        if delay and not retries:
+            raise FifoDelayNotSupported(
+                f"Queue {queue.name!r} is a FIFO queue, and SQS FIFO queues do not delay single "
+                f"messages: send message {message.message_id!r} without a delay."
+            )
+        if delay:
+            # A retry on a FIFO queue goes back at once, keeping its place within the group.
+            logger.info(
+                "FIFO queue %r cannot delay retries; retrying %r now.", queue.name, message.message_id
+            )
+            delay = None
+        entry["MessageGroupId"] = group_id
+        # A retry is a new message for deduplication, or SQS would drop it as a repeat.
+        entry["MessageDeduplicationId"] = message.message_id + (f"-retry{retries}" if retries else "")
+    elif delay:
+        message = message.copy(options={"eta": current_millis() + delay})
+        # Round up: a message must never run before its delay is over.
+        entry["DelaySeconds"] = seconds(min(MAX_DELAY_MS, delay))
+    body = message.encode()
+    if len(body) > queue.max_size:
+        raise MessageTooLarge(
+            f"Message {message.message_id!r} for queue {queue.name!r} is {len(body):,} bytes; the "
+            f"queue accepts at most {queue.max_size:,} bytes."
+        )
+    entry["MessageBody"] = body.decode("utf-8")
+    return Pending(queue, entry, len(body), message, delay)
 
 
 @dataclass(eq=False)
@@ -72,19 +112,32 @@ class Sender:
         url = item.queue.url
         with self._cond:
             self._waiting.append(slot)
-            while not slot.done:
-                if url in self._busy:
-                    self._cond.wait()
-                    continue
-                self._busy.add(url)
-                slots = self._take(url)
-                self._cond.release()
-                try:
-                    self._deliver(slots)
-                finally:
-                    self._cond.acquire()
-                    self._busy.discard(url)
-                    self._cond.notify_all()
+            try:
+                while not slot.done:
+                    if url in self._busy:
+                        self._cond.wait()
+                        continue
+                    self._busy.add(url)
+                    slots = self._take(url)
+                    self._cond.release()
+                    unsent: list[_Slot] = []
+                    try:
+                        self._deliver(slots)
+                    except BaseException:
+                        # Interrupted mid-request: whether SQS has the others' messages is unknown,
+                        # and sending them again is safe (every actor tolerates a repeat), so they go
+                        # back to the front of the line rather than leave their senders waiting.
+                        unsent = [other for other in slots if other is not slot and not other.done]
+                        raise
+                    finally:
+                        self._cond.acquire()
+                        self._waiting[:0] = unsent
+                        self._busy.discard(url)
+                        self._cond.notify_all()
+            except BaseException:
+                if slot in self._waiting:  # the caller gave up waiting: never send it behind its back
+                    self._waiting.remove(slot)
+                raise
         if slot.error is not None:
             raise slot.error
 
@@ -96,22 +149,15 @@ class Sender:
         for item in items:
             by_queue.setdefault(item.queue.url, []).append(item)
         for queue_items in by_queue.values():
-            for chunk in batches(queue_items):
+            for chunk in chunks(queue_items, size=_size):
                 done, lost = self._send_chunk(chunk)
                 sent += done
                 failed += [entry for _, entry in lost]
         return sent, failed
 
     def _take(self, url: str) -> list[_Slot]:
-        taken: list[_Slot] = []
-        size = 0
-        for slot in self._waiting:
-            if slot.item.queue.url != url:
-                continue
-            if taken and (len(taken) == MAX_BATCH_ENTRIES or size + slot.item.size > MAX_BATCH_BYTES):
-                break
-            taken.append(slot)
-            size += slot.item.size
+        mine = (slot for slot in self._waiting if slot.item.queue.url == url)
+        taken = next(chunks(mine, size=lambda slot: slot.item.size), [])
         for slot in taken:
             self._waiting.remove(slot)
         return taken
@@ -166,25 +212,15 @@ class Sender:
         return sent, failed
 
 
-def batches(items: list[Pending]) -> Iterator[list[Pending]]:
-    """Split one queue's messages into SendMessageBatch-sized chunks (10 entries, 1 MiB)."""
-    chunk: list[Pending] = []
-    size = 0
-    for item in items:
-        if chunk and (len(chunk) == MAX_BATCH_ENTRIES or size + item.size > MAX_BATCH_BYTES):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(item)
-        size += item.size
-    if chunk:
-        yield chunk
+def _size(item: Pending) -> int:
+    return item.size
 
 
 def _failed(item: Pending, code: str, reason: str) -> FailedEntry:
     return FailedEntry(item.message.message_id, item.queue.name, code, reason)
 
 
-def _error(entry: FailedEntry) -> BaseException:
+def _error(entry: FailedEntry) -> Exception:
     if entry.code == "ConnectionClosed":
         return ConnectionClosed(entry.reason)
     return SQSRequestFailed("SendMessageBatch", entry.code, entry.reason)

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from types import FrameType
 
 from apscheduler.events import EVENT_SCHEDULER_STARTED
@@ -215,7 +216,7 @@ class SchedulerProcess:
         for job in self.jobs:
             slot = job.latest_slot(now, within=job.misfire_grace)
             if slot is None and job.catch_up_after is not None:
-                last = _with_fresh_connection(lambda job=job: scheduled_run_last_slot(job_name=job.name))
+                last = _with_fresh_connection(partial(scheduled_run_last_slot, job_name=job.name))
                 if last is None or now - last >= job.catch_up_after:
                     slot = job.latest_slot(now, within=job.catch_up_after)
             if slot is not None:

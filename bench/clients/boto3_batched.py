@@ -12,6 +12,7 @@ import json
 import queue
 import threading
 import time
+from typing import Any
 
 import boto3
 
@@ -116,44 +117,52 @@ class Producer:
         self._batcher.close()
 
 
-def run_worker(endpoint_url: str, namespace: str, threads: int, stop: threading.Event) -> dict:
-    client = _client(endpoint_url)
-    url = _queue_url(client, namespace)
-    work: queue.Queue = queue.Queue()
-    room = threading.Semaphore(2 * threads)  # at most this many received and not yet done
+class _HandLoop:
+    """One receiver long-polls batches of 10 for a pool of threads; acks go out in batches."""
 
-    def delete(handles: list[str]) -> None:
+    def __init__(self, client: Any, url: str, threads: int) -> None:
+        self.client = client
+        self.url = url
+        self.work: queue.Queue = queue.Queue()
+        self.room = threading.Semaphore(2 * threads)  # at most this many received and not yet done
+        self.acks = _Batcher(self._delete)
+
+    def _delete(self, handles: list[str]) -> None:
         entries = [{"Id": str(n), "ReceiptHandle": handle} for n, handle in enumerate(handles)]
-        client.delete_message_batch(QueueUrl=url, Entries=entries)
+        self.client.delete_message_batch(QueueUrl=self.url, Entries=entries)
 
-    acks = _Batcher(delete)
-
-    def run() -> None:
-        while (raw := work.get()) is not None:
+    def run(self) -> None:
+        while (raw := self.work.get()) is not None:
             body = json.loads(raw["Body"])
             notify_started(body["i"], body["sent"])
-            acks.add(raw["ReceiptHandle"])
-            room.release()
+            self.acks.add(raw["ReceiptHandle"])
+            self.room.release()
 
-    def receive() -> None:
+    def receive(self) -> None:
         while True:
             for _ in range(BATCH):
-                room.acquire()
-            response = client.receive_message(QueueUrl=url, MaxNumberOfMessages=BATCH, WaitTimeSeconds=WAIT_S)
+                self.room.acquire()
+            response = self.client.receive_message(
+                QueueUrl=self.url, MaxNumberOfMessages=BATCH, WaitTimeSeconds=WAIT_S
+            )
             messages = response.get("Messages", [])
             for raw in messages:
-                work.put(raw)
+                self.work.put(raw)
             for _ in range(BATCH - len(messages)):
-                room.release()
+                self.room.release()
 
-    pool = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
-    for thread in [*pool, threading.Thread(target=receive, daemon=True)]:
+
+def run_worker(endpoint_url: str, namespace: str, threads: int, stop: threading.Event) -> dict:
+    client = _client(endpoint_url)
+    loop = _HandLoop(client, _queue_url(client, namespace), threads)
+    pool = [threading.Thread(target=loop.run, daemon=True) for _ in range(threads)]
+    for thread in [*pool, threading.Thread(target=loop.receive, daemon=True)]:
         thread.start()
     stop.wait()
     # The receiver may sit in a long poll: leave it; whatever it gets back reappears after its lease.
     for _ in pool:
-        work.put(None)
+        loop.work.put(None)
     for thread in pool:
         thread.join()
-    acks.close()
+    loop.acks.close()
     return {}

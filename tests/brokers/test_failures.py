@@ -9,6 +9,8 @@ import uuid
 import dramatiq
 from dramatiq.middleware import Middleware
 
+from brokers.deadletters import Reason
+from brokers.receiving import decide
 from tests.brokers.conftest import queue_counts, receive_all, wait_until
 
 
@@ -219,3 +221,23 @@ def test_an_operator_sees_the_counts_and_redrives_dead_letters_once_the_cause_is
     worker.stop()
 
     assert sqs_broker.queue_counts("default")["dead_letters"] == 0
+
+
+def test_any_place_that_receives_can_dead_letter_a_body_with_the_reason_the_worker_would_give(
+    sqs_broker, sqs
+):
+    sqs_broker.declare_queue("default")
+    queue = sqs_broker.queue("default")
+    body = "not a message"
+    rejected = decide(body, queue, now_ms=int(time.time() * 1000))
+
+    sqs_broker.dead_letters.send(
+        queue, body=body, reason=Reason.for_rejected(rejected, queue), message_id="raw-1"
+    )
+
+    [raw] = receive_all(sqs, sqs_broker.dead_letter_queue_url("default"))
+    assert raw["Body"] == body
+    reason = _attributes(raw)
+    assert reason["offload.error_type"] == "DecodeError"
+    assert reason["offload.error"].startswith("The body is not a dramatiq message: JSONDecodeError")
+    assert reason["offload.queue"] == "default"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import dramatiq
 import pytest
 
 from brokers import InvalidQueueName, QueueDoesNotExist
 from brokers.names import sqs_queue_name
+from brokers.sqs import DEFAULT_MAX_RECEIVE_COUNT
 
 
 @pytest.mark.parametrize(
@@ -113,3 +116,45 @@ def test_a_message_received_too_often_is_moved_to_the_dead_letter_queue_by_sqs_i
     assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages") is None
     dead = sqs.receive_message(QueueUrl=broker.dead_letter_queue_url("default"), WaitTimeSeconds=1)
     assert len(dead["Messages"]) == 1
+
+
+def _redrive_policy(sqs, url: str) -> dict | None:
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"]).get(
+        "Attributes", {}
+    )
+    return json.loads(attributes["RedrivePolicy"]) if "RedrivePolicy" in attributes else None
+
+
+def test_queues_are_created_with_a_redrive_policy_backstop_by_default(sqs_broker, sqs):
+    sqs_broker.declare_queue("default")
+
+    policy = _redrive_policy(sqs, sqs_broker.queue_url("default"))
+
+    assert policy["maxReceiveCount"] == DEFAULT_MAX_RECEIVE_COUNT == 10
+    assert policy["deadLetterTargetArn"].endswith(
+        sqs_broker.dead_letter_queue_url("default").rsplit("/", 1)[-1]
+    )
+
+
+def test_max_receive_count_none_creates_queues_without_a_redrive_policy(make_broker, sqs):
+    broker = make_broker(max_receive_count=None)
+    broker.declare_queue("default")
+
+    assert _redrive_policy(sqs, broker.queue_url("default")) is None
+
+
+def test_a_queue_record_says_where_its_messages_and_dead_letters_go_and_what_it_accepts(
+    make_broker, sqs, namespace
+):
+    sqs.create_queue(
+        QueueName=f"{namespace}-orders.fifo", Attributes={"FifoQueue": "true", "MaximumMessageSize": "2048"}
+    )
+    broker = make_broker()
+    broker.declare_queue("orders.fifo")
+
+    queue = broker.queue("orders.fifo")
+
+    assert queue.url == broker.queue_url("orders.fifo")
+    assert queue.dead_letter_url == broker.dead_letter_queue_url("orders.fifo")
+    assert queue.dead_letter_url.endswith(f"/{namespace}-orders-dlq.fifo")
+    assert (queue.fifo, queue.max_size) == (True, 2048)

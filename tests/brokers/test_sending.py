@@ -9,6 +9,7 @@ import time
 import dramatiq
 import pytest
 from dramatiq.errors import ConnectionClosed
+from dramatiq.middleware import Middleware
 
 from brokers import BatchSendFailed, FifoDelayNotSupported, MessageTooLarge, SQSBroker
 from tests.brokers.conftest import queue_counts, receive_all
@@ -201,3 +202,73 @@ def test_concurrent_sends_from_many_threads_share_requests_and_each_returns_once
     requests = stats.get("SendMessage", 0) + stats.get("SendMessageBatch", 0) - 1
     assert stats.get("SendMessageBatch", 0) >= 1
     assert requests < threads * per_thread
+
+
+class _Interrupted(BaseException):
+    """Stands for what ends a send without being an error: a time limit, a shutdown."""
+
+
+class _CountEnqueues(Middleware):
+    def __init__(self, expected: int) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+        self.all_in = threading.Event()
+        self.expected = expected
+
+    def before_enqueue(self, broker, message, delay):
+        with self.lock:
+            self.count += 1
+            if self.count == self.expected:
+                self.all_in.set()
+
+
+def test_a_group_send_interrupted_by_a_base_exception_releases_every_waiting_sender(make_broker, sqs):
+    threads = 6
+    counter = _CountEnqueues(expected=1 + threads)
+    broker = make_broker(middleware=[counter])
+
+    @dramatiq.actor(broker=broker)
+    def task(n):
+        pass
+
+    url = broker.queue_url("default")
+    interrupted = threading.Event()
+
+    def hold_the_first_send_until_everyone_waits(**_):
+        # While this lone send is in flight, the other threads' messages line up behind it.
+        counter.all_in.wait(10)
+
+    def interrupt_the_group_send(**_):
+        if not interrupted.is_set():
+            interrupted.set()
+            raise _Interrupted
+
+    broker.client.meta.events.register(
+        "before-send.sqs.SendMessage", hold_the_first_send_until_everyone_waits
+    )
+    broker.client.meta.events.register("before-send.sqs.SendMessageBatch", interrupt_the_group_send)
+    outcomes: dict[int, str] = {}
+
+    def send(n):
+        try:
+            task.send(n)
+        except _Interrupted:
+            outcomes[n] = "interrupted"
+        else:
+            outcomes[n] = "sent"
+
+    first = threading.Thread(target=send, args=(0,), daemon=True)
+    first.start()
+    others = [threading.Thread(target=send, args=(n,), daemon=True) for n in range(1, threads + 1)]
+    for thread in others:
+        thread.start()
+    for thread in [first, *others]:
+        thread.join(timeout=10)
+
+    assert interrupted.is_set()  # a group send did carry other threads' messages
+    assert not any(thread.is_alive() for thread in [first, *others])
+    assert sorted(outcomes.values()) == ["interrupted"] + ["sent"] * threads
+    received = receive_all(sqs, url)
+    assert sorted(json.loads(m["Body"])["args"][0] for m in received) == sorted(
+        n for n, outcome in outcomes.items() if outcome == "sent"
+    )
