@@ -64,10 +64,13 @@ class PostgresUnavailable(Exception):
 
 
 def find_bindir() -> Path:
-    """The directory holding initdb and postgres: POSTGRES_BINDIR, PATH, pg_config, or Debian's layout."""
-    candidates: list[Path] = []
+    """The directory of initdb and postgres: POSTGRES_BINDIR if set, else PATH, pg_config or Debian's."""
     if configured := os.environ.get("POSTGRES_BINDIR"):
-        candidates.append(Path(configured))
+        bindir = Path(configured)
+        if (bindir / "initdb").is_file() and (bindir / "postgres").is_file():
+            return bindir
+        raise PostgresUnavailable(f"POSTGRES_BINDIR={configured} holds no initdb and postgres.")
+    candidates: list[Path] = []
     if initdb := shutil.which("initdb"):
         candidates.append(Path(initdb).resolve().parent)
     if pg_config := shutil.which("pg_config"):
@@ -84,8 +87,8 @@ def find_bindir() -> Path:
             return bindir
     looked = ", ".join(str(c) for c in candidates) or "nowhere else"
     raise PostgresUnavailable(
-        "no PostgreSQL server binaries (initdb, postgres) were found: looked in POSTGRES_BINDIR, on PATH,"
-        f" in pg_config --bindir and in {DEBIAN_BINDIRS} ({looked}). Install them (Debian: apt-get install"
+        "no PostgreSQL server binaries (initdb, postgres) were found: looked on PATH, in"
+        f" pg_config --bindir and in {DEBIAN_BINDIRS} ({looked}). Install them (Debian: apt-get install"
         " postgresql) or set POSTGRES_BINDIR."
     )
 
