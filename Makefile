@@ -15,17 +15,19 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 # The suite runs twice: on SQLite (what `make run` uses) and on a throwaway PostgreSQL server that
 # tests/postgres.py starts and stops. Without PostgreSQL binaries the second run is skipped and says
-# so; POSTGRES_REQUIRED=true (CI) makes that an error.
+# so; POSTGRES_REQUIRED=true (CI) makes that an error. The SQLite run drops any DATABASE_URL for the
+# settings' default file; never point it at sqlite:// (in memory): the live server would then share
+# one connection between threads, which crashes the process.
 PYTEST = $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	DATABASE_URL=sqlite:// $(PYTEST)
+	env -u DATABASE_URL $(PYTEST)
 	$(BIN)/python -m tests.postgres -- $(PYTEST)
 
 test-sqlite: $(VENV)/.installed
-	DATABASE_URL=sqlite:// $(PYTEST)
+	env -u DATABASE_URL $(PYTEST)
 
 test-postgres: $(VENV)/.installed
 	$(BIN)/python -m tests.postgres -- $(PYTEST)
