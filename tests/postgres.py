@@ -26,6 +26,7 @@ import pwd
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -110,12 +111,25 @@ def _server_account() -> pwd.struct_passwd | None:
         ) from None
 
 
+def _check_reachable(directory: Path, account: pwd.struct_passwd) -> None:
+    """The server's user must be able to enter every directory above its own."""
+    for path in [directory, *directory.parents]:
+        status = path.stat()
+        if status.st_uid != account.pw_uid and not status.st_mode & stat.S_IXOTH:
+            raise PostgresUnavailable(
+                f"the {account.pw_name!r} user the server runs as cannot enter {path}, so it cannot reach"
+                f" a data directory in {directory}. Point TMPDIR at a directory it can enter, such as /tmp."
+            )
+
+
 class ThrowawayPostgres:
     """A PostgreSQL server in a temporary directory of its own, for one run; use as a context manager."""
 
     def __init__(self, bindir: Path | None = None) -> None:
         self.bindir = bindir or find_bindir()
         self.account = _server_account()
+        if self.account is not None:
+            _check_reachable(Path(tempfile.gettempdir()), self.account)
         self.directory = Path(tempfile.mkdtemp(prefix="offload-postgres-"))
         self.data = self.directory / "data"
         self.socket_dir = self.directory / "socket"
@@ -163,6 +177,7 @@ class ThrowawayPostgres:
             self.process = subprocess.Popen(
                 [str(self.bindir / "postgres"), "-D", str(self.data), "-k", str(self.socket_dir), *settings],
                 stdin=subprocess.DEVNULL,
+                cwd=self.directory,  # not the caller's, which the server's user may not be allowed to enter
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 # Its own session: a Ctrl-C meant for the tests does not shut the database down under them.
