@@ -3,7 +3,9 @@
 The lease is one row updated with a conditional UPDATE ("set me as holder where the holder is me or
 the lease has expired"), which every database Django supports does atomically: no advisory locks,
 so it works on SQLite and behind PgBouncer alike. Expiry is judged by the database's clock, so two
-hosts with different clocks still agree on who holds it.
+hosts with different clocks still agree on who holds it. On PostgreSQL a competing UPDATE waits on
+the row only while the other single-statement UPDATE runs, then re-checks its condition against the
+committed row, so no SELECT ... FOR UPDATE (SKIP LOCKED or not) is needed.
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ def scheduled_run_enqueue(*, job: Job, slot: datetime, holder: str, broker: Brok
     crash in between loses that one run rather than ever sending it twice; a run left "claimed"
     may or may not have been sent, and its message id tells which. A failed send is recorded.
     """
+    # The unique (job, slot) constraint alone decides a race, but a refused insert is an ERROR in
+    # PostgreSQL's log, and a new leader's catch-up would log one per job already run: look first.
+    if ScheduledRun.objects.filter(job=job.name, slot=slot).exists():
+        _log_taken(job, slot)
+        return None
     try:
         actor = broker.get_actor(job.actor_name)
     except ActorNotFound:
@@ -74,9 +81,7 @@ def scheduled_run_enqueue(*, job: Job, slot: datetime, holder: str, broker: Brok
                 message_id=message.message_id if message is not None else "",
             )
     except IntegrityError:
-        logger.info(
-            "Job %r for slot %s was already enqueued by another scheduler.", job.name, slot.isoformat()
-        )
+        _log_taken(job, slot)
         return None
 
     if actor is None or message is None:
@@ -99,6 +104,10 @@ def scheduled_run_enqueue(*, job: Job, slot: datetime, holder: str, broker: Brok
     run.save(update_fields=["status", "enqueued_at"])
     logger.info("Enqueued %r for slot %s (message %r).", job.actor_name, slot.isoformat(), message.message_id)
     return run
+
+
+def _log_taken(job: Job, slot: datetime) -> None:
+    logger.info("Job %r for slot %s was already enqueued by another scheduler.", job.name, slot.isoformat())
 
 
 def _scheduled_run_fail(run: ScheduledRun, *, error: str) -> ScheduledRun:

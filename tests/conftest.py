@@ -127,6 +127,17 @@ def worker(broker: SQSBroker) -> Iterator[dramatiq.Worker]:
     running.stop()
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which database this run is on: `make test` runs the suite on SQLite and then on PostgreSQL."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        return "database: SQLite, a file of this run's own"
+    where = ":".join(str(part) for part in (database.get("HOST"), database.get("PORT")) if part)
+    return f"database: {database['ENGINE']} on {where or 'the default socket'}"
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(
     django_db_modify_db_settings_parallel_suffix: None, tmp_path_factory: pytest.TempPathFactory

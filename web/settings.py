@@ -75,10 +75,14 @@ TEMPLATES = [
     },
 ]
 
+# SQLite locally; production (and the suite's second run) gives a postgres:// URL, served by psycopg 3.
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+        # A connection kept between requests (DATABASE_CONN_MAX_AGE) may have died with a restart
+        # or failover of the server: Django checks it before reuse instead of failing one request.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -45,5 +45,6 @@ def test_a_visitor_signs_up_confirms_logs_in_uploads_and_sees_the_thumbnails_wit
     thumbnail = page.get_by_role("img", name="holiday.jpg, 1024 px")
     expect(thumbnail).to_be_visible(timeout=30_000)
     assert page.evaluate("window.stillTheSamePage === true"), "the page was reloaded"
-    assert page.evaluate("document.querySelector('img[alt=\"holiday.jpg, 1024 px\"]').naturalHeight") == 1024
+    # Visible is not loaded: decode() settles once the picture has arrived (and fails if it cannot).
+    assert thumbnail.evaluate("async (img) => { await img.decode(); return img.naturalHeight; }") == 1024
     expect(page.get_by_text("Thumbnails ready")).to_be_visible()

@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import DatabaseError, connection
 
 from scheduler.jobs import Job, every
 from scheduler.models import ScheduledRun
@@ -74,6 +75,26 @@ def test_a_slot_claimed_twice_is_enqueued_once(broker):
     assert second is None
     assert messages_waiting(broker) == 1
     assert ScheduledRun.objects.get().holder == "a"
+
+
+def test_a_slot_already_enqueued_is_skipped_without_a_refused_insert_for_the_database_to_log(broker, caplog):
+    caplog.set_level(logging.INFO, logger="scheduler.services")
+    scheduled_run_enqueue(job=poll_job(), slot=SLOT, holder="a", broker=broker)
+    refused: list[str] = []
+
+    def record_refusals(execute, sql, params, many, context):
+        try:
+            return execute(sql, params, many, context)
+        except DatabaseError:
+            refused.append(sql)
+            raise
+
+    with connection.execute_wrapper(record_refusals):
+        assert scheduled_run_enqueue(job=poll_job(), slot=SLOT, holder="b", broker=broker) is None
+
+    assert refused == []
+    assert "Job 'poll_github' for slot 2026-03-01T12:10:00+00:00 was already enqueued" in caplog.text
+    assert messages_waiting(broker) == 1
 
 
 def test_the_next_slot_is_a_new_run(broker):
