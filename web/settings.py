@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+import limits
 
 from web.env import (
     env_bool,
@@ -23,6 +24,16 @@ from web.env import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _rate_limit(name: str, default: str) -> str:
+    text = env_str(name, default)
+    try:
+        limits.parse(text)
+    except ValueError:
+        refuse(f"{name} must be a rate such as '20/hour' or '5 per 15 minutes', not {text!r}.")
+    return text
+
 
 # Local settings for `make run` and for `manage.py` typed by hand; the real environment wins over it.
 # ENV_FILE names another file, and set empty reads none (the test suite reads none).
@@ -239,6 +250,16 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "offload <noreply@localhost>"
 # Links in mails are absolute: the worker that writes them has no request to take the host from.
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 ACCOUNT_CONFIRMATION_MAX_AGE_S = env_int("ACCOUNT_CONFIRMATION_MAX_AGE_S", 3 * 24 * 60 * 60)
+# Rate limits (web.accounts.throttle; README, "Rate limits", says why these numbers). The format is
+# the `limits` library's: "20/hour", "5 per 15 minutes".
+RATE_LIMIT_LOGIN_FAILURES_PER_ADDRESS = _rate_limit("RATE_LIMIT_LOGIN_FAILURES_PER_ADDRESS", "20/hour")
+RATE_LIMIT_LOGIN_FAILURES_PER_IP = _rate_limit("RATE_LIMIT_LOGIN_FAILURES_PER_IP", "60/hour")
+RATE_LIMIT_SIGNUP_MAILS_PER_ADDRESS = _rate_limit("RATE_LIMIT_SIGNUP_MAILS_PER_ADDRESS", "3/hour")
+RATE_LIMIT_SIGNUP_MAILS_PER_IP = _rate_limit("RATE_LIMIT_SIGNUP_MAILS_PER_IP", "10/hour")
+# Rate limits count per client IP address. Behind proxies that append it to X-Forwarded-For (a load
+# balancer: 1), it is the TRUSTED_PROXY_HOPS-th entry from the right; at 0 only the connection's
+# address counts (with a balancer in front, that is the balancer's, shared by every visitor).
+TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "images:list"
 LOGOUT_REDIRECT_URL = "home"
