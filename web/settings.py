@@ -268,6 +268,11 @@ LOGOUT_REDIRECT_URL = "home"
 IMAGE_MAX_BYTES = env_int("IMAGE_MAX_BYTES", 30 * 1024 * 1024)
 # Decompression-bomb guard: images with more pixels than this are refused (a 24 MP photo is fine).
 IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 64_000_000)
+# ...and images whose decoded pixels take more memory than this: pixels weigh what their mode costs
+# (4 bytes for colour, 1 for greyscale or palette; JPEGs count at the reduced scale they decode at).
+# 128 MiB takes an 8K (7680 x 4320) RGBA image, refuses an 8000 x 8000 one (244 MiB); a thumbnail
+# job needs about 1.3 times this at its peak, and each worker thread may run one.
+IMAGE_MAX_DECODED_BYTES = env_int("IMAGE_MAX_DECODED_BYTES", 128 * 1024 * 1024)
 
 # The outbox relay (a thread in each worker process) looks for unsent messages this often.
 OUTBOX_RELAY_INTERVAL_MS = env_int("OUTBOX_RELAY_INTERVAL_MS", 2_000)
