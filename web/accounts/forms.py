@@ -36,7 +36,6 @@ class ConfirmForm(forms.Form):
     password = forms.CharField(
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}),
-        help_text="The password you chose when you signed up.",
     )
 
 
