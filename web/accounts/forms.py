@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.hashers import check_password
@@ -39,18 +40,21 @@ class ConfirmForm(forms.Form):
     )
 
 
-class LoginForm(AuthenticationForm):
-    """Django's login form, rate-limited, and telling an unconfirmed user why they cannot log in yet.
+class _RateLimitedLogin:
+    """Log-in form behaviour: rate-limited, and telling an unconfirmed user why they cannot log in yet.
 
     Every path costs one password hash (Django hashes a dummy for unknown addresses; an inactive
     account is checked here instead of by the backend), so timing does not tell which path ran.
     """
 
-    username = forms.EmailField(label="Email", widget=forms.EmailInput(attrs={"autofocus": True}))
     refusal: throttle.Refusal | None = None
+    #: The site's log-in is by email, stored lowercased; the admin's takes usernames as they are.
+    lowercase_username = True
 
     def clean(self) -> dict[str, Any]:
-        username = (self.cleaned_data.get("username") or "").strip().lower()
+        username = (self.cleaned_data.get("username") or "").strip()
+        if self.lowercase_username:
+            username = username.lower()
         password = self.cleaned_data.get("password") or ""
         self.cleaned_data["username"] = username
         if not (username and password and self.request is not None):
@@ -75,3 +79,13 @@ class LoginForm(AuthenticationForm):
         except forms.ValidationError:
             throttle.login_failed(self.request, username)
             raise
+
+
+class LoginForm(_RateLimitedLogin, AuthenticationForm):
+    username = forms.EmailField(label="Email", widget=forms.EmailInput(attrs={"autofocus": True}))
+
+
+class StaffLoginForm(_RateLimitedLogin, AdminAuthenticationForm):
+    """The admin's log-in form under the same limits, so /admin/login/ is no way around them."""
+
+    lowercase_username = False

@@ -167,3 +167,16 @@ def test_hits_from_many_threads_at_once_are_all_counted():
         thread.join()
 
     assert limiter.get_window_stats(limit, "concurrency").remaining == 1000 - 80
+
+
+@pytest.mark.django_db
+def test_the_admin_log_in_page_is_no_way_around_the_limit(client, settings):
+    settings.RATE_LIMIT_LOGIN_FAILURES_PER_ADDRESS = "3/hour"
+    get_user_model().objects.create_superuser("root@example.com", "root@example.com", PASSWORD)
+    for _ in range(3):
+        client.post("/admin/login/", {"username": "root@example.com", "password": "guess"})
+
+    refused = client.post("/admin/login/", {"username": "root@example.com", "password": PASSWORD})
+
+    assert "Too many failed log-ins for this address." in refused.content.decode()
+    assert "_auth_user_id" not in client.session

@@ -30,6 +30,15 @@ def _link_for(user) -> str:
     return _path(confirmation_link(user=user))
 
 
+def _used_link(client, address: str):
+    """A new account confirmed through its link, then logged out; returns the account and the link."""
+    user = _pending(address)
+    link = _link_for(user)
+    assert client.post(link, {"password": PASSWORD}).status_code == 302
+    client.post("/accounts/logout/")
+    return user, link
+
+
 @pytest.mark.django_db(transaction=True)
 def test_signing_up_answers_before_any_mail_is_sent_and_the_mailed_link_confirms_and_logs_in(
     client, broker, mailbox, namespace
@@ -77,10 +86,7 @@ def test_opening_the_link_without_pressing_the_button_confirms_nothing(client):
 
 @pytest.mark.django_db
 def test_a_link_works_once(client):
-    user = _pending("once@example.com")
-    link = _link_for(user)
-    client.post(link, {"password": PASSWORD})
-    client.post("/accounts/logout/")
+    _, link = _used_link(client, "once@example.com")
 
     again = client.post(link, {"password": PASSWORD})
 
@@ -90,10 +96,7 @@ def test_a_link_works_once(client):
 
 @pytest.mark.django_db
 def test_a_deactivated_account_is_not_reactivated_by_its_old_link(client):
-    user = _pending("closed@example.com")
-    link = _link_for(user)
-    client.post(link, {"password": PASSWORD})
-    client.post("/accounts/logout/")
+    user, link = _used_link(client, "closed@example.com")
     get_user_model().objects.filter(pk=user.pk).update(is_active=False)  # what an operator does in /admin/
 
     for response in (client.get(link), client.post(link, {"password": PASSWORD})):
