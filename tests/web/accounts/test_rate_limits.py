@@ -180,3 +180,16 @@ def test_the_admin_log_in_page_is_no_way_around_the_limit(client, settings):
 
     assert "Too many failed log-ins for this address." in refused.content.decode()
     assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.django_db
+def test_ipv6_clients_are_counted_per_64_bit_prefix(settings):
+    settings.RATE_LIMIT_LOGIN_FAILURES_PER_IP = "3/hour"
+    get_user_model().objects.create_user("fine@example.com", "fine@example.com", PASSWORD)
+    for host in range(1, 4):  # one machine that changes its address within its /64
+        _login(Client(REMOTE_ADDR=f"2001:db8:1:2::{host}"), f"user{host}@example.com", "Password1")
+
+    same_prefix = Client(REMOTE_ADDR="2001:db8:1:2:ffff::9")
+    other_prefix = Client(REMOTE_ADDR="2001:db8:1:3::1")
+    assert _login(same_prefix, "fine@example.com", PASSWORD).status_code == 429
+    assert _login(other_prefix, "fine@example.com", PASSWORD).status_code == 302
