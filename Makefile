@@ -42,9 +42,20 @@ format: $(VENV)/.installed
 
 # The whole site on loopback: a local SQS server, Django on http://127.0.0.1:8000, a worker and the
 # scheduler. Any AWS credentials do for the local server; real ones in the environment are not used.
-run: $(VENV)/.installed
+run: $(VENV)/.installed .env
 	PATH=$(BIN):$$PATH AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
 		SQS_ENDPOINT_URL=http://127.0.0.1:9324 $(BIN)/honcho start -f Procfile.dev
+
+# Local settings, made once and kept out of git: every process of `make run` (honcho reads this file)
+# and every manage.py command typed by hand (web/settings.py reads it) share this one SECRET_KEY, so
+# a link the worker signs verifies in the web process, and sessions survive restarts.
+.env: | $(VENV)/.installed
+	@umask 077 && { \
+		echo '# Local settings for make run and manage.py; never commit. Production sets real variables.'; \
+		echo 'DEBUG=true'; \
+		echo "SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))')"; \
+	} > $@.tmp && mv $@.tmp $@
+	@echo "Wrote $@ (DEBUG and a SECRET_KEY for local work)."
 
 bench: $(VENV)/.installed
 	PATH=$(BIN):$$PATH $(BIN)/python -m bench

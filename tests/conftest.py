@@ -216,8 +216,18 @@ def mailbox(smtp_server: tuple[str, int, Mailbox], settings: Any) -> Mailbox:
 
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings: Any) -> None:
-    """The production hasher takes most of a second per password by design; tests need no such cost."""
+    """Argon2id costs tens of milliseconds and 24 MiB per password by design; most tests need no such
+    cost. Tests about hashing ask for `production_password_hashers` instead."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def production_password_hashers(settings: Any) -> list[str]:
+    """The hashers production uses (Argon2id first), in place of the fast one."""
+    import web.settings
+
+    settings.PASSWORD_HASHERS = web.settings.PASSWORD_HASHERS
+    return settings.PASSWORD_HASHERS
 
 
 @pytest.fixture(autouse=True)

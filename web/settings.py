@@ -1,7 +1,8 @@
 """Django settings for offload.
 
-Every value that changes between machines comes from the environment, read here and nowhere else,
-with safe local defaults: `make run` needs no configuration, production sets the variables below.
+Every value that changes between machines comes from the environment, read here and nowhere else.
+The defaults are production's, safe when a variable is forgotten; `make run` writes `.env` with what
+local work needs (DEBUG=true and one SECRET_KEY for every process), and this module reads it.
 """
 
 from __future__ import annotations
@@ -9,18 +10,68 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
-from django.core.management.utils import get_random_secret_key
+import limits
 
-from web.env import env_bool, env_int, env_list, env_optional, env_str, is_loopback
+from web.env import (
+    env_bool,
+    env_int,
+    env_list,
+    env_optional,
+    env_str,
+    is_loopback,
+    load_env_file,
+    refuse,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-DEBUG = env_bool("DEBUG", default=True)
-# Without SECRET_KEY a random key is made per process: fine locally, but sessions and signed links
-# do not survive a restart, so production must set it.
-SECRET_KEY = env_str("SECRET_KEY", "") or get_random_secret_key()
+
+def _rate_limit(name: str, default: str) -> str:
+    text = env_str(name, default)
+    try:
+        limits.parse(text)
+    except ValueError:
+        refuse(f"{name} must be a rate such as '20/hour' or '5 per 15 minutes', not {text!r}.")
+    return text
+
+
+# Local settings for `make run` and for `manage.py` typed by hand; the real environment wins over it.
+# ENV_FILE names another file, and set empty reads none (the test suite reads none).
+load_env_file(env_optional("ENV_FILE", str(BASE_DIR / ".env")))
+
+# Off unless asked for, so a deployment that forgets it shows visitors no tracebacks or settings.
+DEBUG = env_bool("DEBUG", default=False)
+# Signs sessions, CSRF tokens and the mailed confirmation links, so every process of a deployment
+# (web, worker, scheduler) needs the same key. It is never made up here: a key per process is what
+# made a link signed by the worker fail in the web process.
+SECRET_KEY = env_str("SECRET_KEY", "").strip()
+if not SECRET_KEY:
+    refuse(
+        "SECRET_KEY is not set. Give every process the same 50+ random characters, e.g. from "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'; for local work `make run` "
+        "writes one to .env."
+    )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# --- HTTPS, cookies and HSTS: on in production, each switchable ---------------------------------
+# Behind a load balancer that ends TLS, every request reaches Django as plain HTTP; the balancer's
+# header (X-Forwarded-Proto) tells what the visitor used. Name it only if the balancer sets it on
+# every request, replacing any value a client sent: otherwise a client could claim HTTPS.
+_PROXY_SSL_HEADER = env_optional("SECURE_PROXY_SSL_HEADER")
+if _PROXY_SSL_HEADER:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _PROXY_SSL_HEADER.upper().replace("-", "_"), "https")
+# Plain-HTTP requests are redirected to HTTPS; turn off where the balancer already redirects.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# Session and CSRF cookies travel over HTTPS only.
+SECURE_COOKIES = env_bool("SECURE_COOKIES", default=not DEBUG)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_COOKIES
+# Browsers remember to use HTTPS for this long (a year: what the preload list asks for). Start lower
+# (e.g. 3600) the first time a domain is served over HTTPS, while it can still be rolled back.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 60 * 60)
+# Subdomains too, and consent to browsers' preload lists (listing needs a submission by the owner).
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -95,6 +146,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Argon2id first: new passwords and every log-in with an older hash get it (README, "Passwords").
+# PBKDF2 stays so that hashes stored before still verify; Django rehashes them at the next log-in.
+PASSWORD_HASHERS = [
+    "web.accounts.hashers.Argon2idPasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -196,6 +254,16 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "offload <noreply@localhost>"
 # Links in mails are absolute: the worker that writes them has no request to take the host from.
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 ACCOUNT_CONFIRMATION_MAX_AGE_S = env_int("ACCOUNT_CONFIRMATION_MAX_AGE_S", 3 * 24 * 60 * 60)
+# Rate limits (web.accounts.throttle; README, "Rate limits", says why these numbers). The format is
+# the `limits` library's: "20/hour", "5 per 15 minutes".
+RATE_LIMIT_LOGIN_FAILURES_PER_ADDRESS = _rate_limit("RATE_LIMIT_LOGIN_FAILURES_PER_ADDRESS", "20/hour")
+RATE_LIMIT_LOGIN_FAILURES_PER_IP = _rate_limit("RATE_LIMIT_LOGIN_FAILURES_PER_IP", "60/hour")
+RATE_LIMIT_SIGNUP_MAILS_PER_ADDRESS = _rate_limit("RATE_LIMIT_SIGNUP_MAILS_PER_ADDRESS", "3/hour")
+RATE_LIMIT_SIGNUP_MAILS_PER_IP = _rate_limit("RATE_LIMIT_SIGNUP_MAILS_PER_IP", "10/hour")
+# Rate limits count per client IP address. Behind proxies that append it to X-Forwarded-For (a load
+# balancer: 1), it is the TRUSTED_PROXY_HOPS-th entry from the right; at 0 only the connection's
+# address counts (with a balancer in front, that is the balancer's, shared by every visitor).
+TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "images:list"
 LOGOUT_REDIRECT_URL = "home"
@@ -204,6 +272,11 @@ LOGOUT_REDIRECT_URL = "home"
 IMAGE_MAX_BYTES = env_int("IMAGE_MAX_BYTES", 30 * 1024 * 1024)
 # Decompression-bomb guard: images with more pixels than this are refused (a 24 MP photo is fine).
 IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 64_000_000)
+# ...and images whose decoded pixels take more memory than this: pixels weigh what their mode costs
+# (4 bytes for colour, 1 for greyscale or palette; JPEGs count at the reduced scale they decode at).
+# 128 MiB takes an 8K (7680 x 4320) RGBA image, refuses an 8000 x 8000 one (244 MiB); a thumbnail
+# job needs about 1.3 times this at its peak, and each worker thread may run one.
+IMAGE_MAX_DECODED_BYTES = env_int("IMAGE_MAX_DECODED_BYTES", 128 * 1024 * 1024)
 
 # The outbox relay (a thread in each worker process) looks for unsent messages this often.
 OUTBOX_RELAY_INTERVAL_MS = env_int("OUTBOX_RELAY_INTERVAL_MS", 2_000)

@@ -9,7 +9,7 @@ PASSWORD = "a long and unusual passphrase 42"
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_visitor_signs_up_confirms_logs_in_uploads_and_sees_the_thumbnails_without_reloading(
+def test_a_visitor_signs_up_confirms_logs_in_again_uploads_and_sees_the_thumbnails_without_reloading(
     page: Page, live_server, worker, mailbox, namespace, settings, tmp_path
 ):
     settings.SITE_URL = live_server.url
@@ -26,14 +26,19 @@ def test_a_visitor_signs_up_confirms_logs_in_uploads_and_sees_the_thumbnails_wit
     mail = mailbox.wait_for(address)
     link = re.search(r"https?://\S+/accounts/confirm/\S+/", mail.get_body(("plain",)).get_content()).group(0)
     page.goto(link)
-    expect(page.get_by_role("heading", name="Your account is confirmed")).to_be_visible()
+    expect(page.get_by_role("heading", name="Confirm your account")).to_be_visible()
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Confirm and log in").click()
+    expect(page.get_by_role("heading", name="Images")).to_be_visible()
+    expect(page.get_by_text("Your account is confirmed, and you are logged in.")).to_be_visible()
+    expect(page.get_by_text(address)).to_be_visible()
 
-    page.get_by_role("main").get_by_role("link", name="Log in").click()
+    page.get_by_role("button", name="Log out").click()
+    page.get_by_role("link", name="Log in").click()
     page.get_by_label("Email").fill(address)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="Images")).to_be_visible()
-    expect(page.get_by_text(address)).to_be_visible()
 
     photo = tmp_path / "holiday.jpg"
     photo.write_bytes(jpeg_bytes(2400, 1600, orientation=6))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
@@ -56,7 +57,8 @@ def image_make_thumbnails(*, image_id: int) -> Image | None:
         return image
     try:
         with image.original.open("rb") as source:
-            rendered = render_thumbnails(source)
+            # Checked again here: the limit may have been lowered since the upload was accepted.
+            rendered = render_thumbnails(source, max_decoded_bytes=settings.IMAGE_MAX_DECODED_BYTES)
     except (OSError, SyntaxError, ValueError, PILImage.DecompressionBombError) as e:
         logger.warning("Could not make thumbnails of image %r: %s", image_id, e)
         Image.objects.filter(pk=image.pk).update(

@@ -11,6 +11,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from PIL import Image, UnidentifiedImageError
 
+from web.images.thumbnails import decoded_bytes
+
 #: The formats the site accepts, with the file name extensions and declared types each may carry.
 ACCEPTED: dict[str, tuple[set[str], str]] = {
     "JPEG": ({".jpg", ".jpeg", ".jpe"}, "image/jpeg"),
@@ -20,10 +22,13 @@ ACCEPTED: dict[str, tuple[set[str], str]] = {
 }
 #: Decoding a JPEG at 1/8 scale reads every byte of it (so truncation shows) at a fraction of the cost.
 _CHECK_SCALE = 8
-#: Files up to this size are decoded in the request (at most a few tens of milliseconds). Larger
-#: ones get only the structural check, so the answer stays fast whatever the size; the worker
-#: decodes them fully and marks the image failed, with the reason, if the data is damaged.
+#: Files up to this size may be decoded in the request (at most a few tens of milliseconds)...
 DECODE_MAX_BYTES = 2 * 1024 * 1024
+#: ...when decoding them takes at most this much memory: a small PNG can still hold a huge image
+#: (8000 x 8000 RGBA in 240 KB is 256 MB decoded), which only the worker may decode. Larger ones get
+#: the structural checks (and, for PNG, every chunk's checksum) so the answer stays fast and small
+#: whatever the image; the worker marks the image failed, with the reason, if its data is damaged.
+DECODE_MAX_MEMORY = 16 * 1024 * 1024
 #: How much of the end of a file the structural check reads.
 _TAIL_BYTES = 64 * 1024
 
@@ -54,9 +59,12 @@ def check_upload(upload: UploadedFile) -> CheckedImage:
                 checked = CheckedImage(image.format or "", image.width, image.height)
                 _check_pixels(checked)
                 _check_format(checked, upload)
+                _check_memory(image, checked)
                 _check_complete(checked.format, upload, size)
-                if size <= DECODE_MAX_BYTES:
+                if size <= DECODE_MAX_BYTES and _check_decode_bytes(image) <= DECODE_MAX_MEMORY:
                     _decode(image)
+                elif checked.format == "PNG":
+                    image.verify()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_many_pixels() from None
     except UnidentifiedImageError:
@@ -73,6 +81,34 @@ def check_upload(upload: UploadedFile) -> CheckedImage:
 def _check_pixels(checked: CheckedImage) -> None:
     if checked.width * checked.height > settings.IMAGE_MAX_PIXELS:
         raise _too_many_pixels()
+
+
+def _check_memory(image: Image.Image, checked: CheckedImage) -> None:
+    needed = decoded_bytes(image)
+    limit = settings.IMAGE_MAX_DECODED_BYTES
+    if needed > limit:
+        raise ValidationError(
+            "The image is too large to process: %(width)s \N{MULTIPLICATION SIGN} %(height)s pixels "
+            "take %(needed)s MB of memory once decoded; the limit is %(limit)s MB (about %(colour)s "
+            "megapixels for a colour image, %(grey)s for a greyscale or palette one).",
+            code="too_much_memory",
+            params={
+                "width": checked.width,
+                "height": checked.height,
+                "needed": round(needed / 2**20),
+                "limit": round(limit / 2**20),
+                "colour": limit // 4 // 1_000_000,
+                "grey": limit // 1_000_000,
+            },
+        )
+
+
+def _check_decode_bytes(image: Image.Image) -> int:
+    """Memory the request's own decoding check would take (JPEGs are checked at 1/8 scale)."""
+    width, height = image.size
+    if image.format == "JPEG":
+        width, height = -(-width // _CHECK_SCALE), -(-height // _CHECK_SCALE)
+    return width * height * 4
 
 
 def _too_many_pixels() -> ValidationError:
