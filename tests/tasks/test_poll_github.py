@@ -5,26 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
 
 import dramatiq
 import pytest
 
 import tasks.poll_github
 from tasks.poll_github import poll_github_top_repos
-from tests.trending.fake_github import FakeGitHub, repository_items, search_body
+from tests.web.trending.fake_github import repository_items, search_body
 from web.trending.models import Poll
 from web.trending.services import GitHubUnavailable, poll_github_top_repositories
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def github(settings) -> Iterator[FakeGitHub]:
-    with FakeGitHub() as fake:
-        settings.GITHUB_API_URL = fake.url
-        settings.GITHUB_TOKEN = None
-        yield fake
 
 
 def waiting_messages(broker, queue_name: str) -> list[dict]:

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from tests.trending.fake_github import FakeGitHub, repository_items, search_body
+from tests.web.trending.fake_github import repository_items, search_body
 from web.trending.models import Poll
 from web.trending.services import GitHubUnavailable, poll_github_top_repositories
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def github(settings) -> Iterator[FakeGitHub]:
-    with FakeGitHub() as fake:
-        settings.GITHUB_API_URL = fake.url
-        settings.GITHUB_TOKEN = None
-        yield fake
 
 
 def test_before_the_first_poll_the_page_says_the_list_is_coming(client, github):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
 
-from tests.trending.fake_github import FakeGitHub, repository_items, search_body
+from tests.web.trending.fake_github import FakeGitHub, repository_items, search_body
 from web.trending.models import Poll, RepositorySnapshot
 from web.trending.selectors import trending_get
 from web.trending.services import (
@@ -21,15 +20,6 @@ from web.trending.services import (
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def github(settings) -> Iterator[FakeGitHub]:
-    with FakeGitHub() as fake:
-        settings.GITHUB_API_URL = fake.url
-        settings.GITHUB_TOKEN = None
-        settings.GITHUB_TIMEOUT_MS = 5_000
-        yield fake
 
 
 def _poll_with_data(github: FakeGitHub, *, etag: str = '"v1"') -> Poll:
