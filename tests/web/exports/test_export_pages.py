@@ -8,18 +8,11 @@ import pytest
 from django.utils import timezone
 
 from tasks.export_csv import export_csv
-from web.core.enqueue import wait_for_background_sends
+from tests.waiting import sent_and_done
 from web.exports.models import Export
 from web.exports.services import COLUMNS
 from web.reports.demo_data import demo_history_create
 from web.trending.models import RepositorySnapshot
-
-
-def sent_and_done(broker, actor) -> None:
-    """Wait until the request's messages reached SQS (a slow send may outlive the request), then until
-    the worker has processed them all."""
-    assert wait_for_background_sends()
-    broker.join(actor.queue_name, timeout=30_000)
 
 
 def download(client, export: Export) -> list[dict[str, str]]:
