@@ -14,8 +14,9 @@ import dramatiq
 from django.utils import timezone
 from dramatiq.errors import ActorNotFound
 
+from web.trending.github import GitHubRateLimited, GitHubRejected
 from web.trending.models import Poll
-from web.trending.services import GitHubRateLimited, GitHubRejected, poll_github_top_repositories
+from web.trending.services import poll_github_top_repositories
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,9 @@ import pytest
 import tasks.poll_github
 from tasks.poll_github import poll_github_top_repos
 from tests.web.trending.fake_github import repository_items, search_body
+from web.trending.github import GitHubUnavailable
 from web.trending.models import Poll
-from web.trending.services import GitHubUnavailable, poll_github_top_repositories
+from web.trending.services import poll_github_top_repositories
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

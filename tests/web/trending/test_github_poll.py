@@ -9,15 +9,10 @@ import pytest
 from django.utils import timezone
 
 from tests.web.trending.fake_github import FakeGitHub, repository_items, search_body
+from web.trending.github import GitHubBadResponse, GitHubRateLimited, GitHubRejected, GitHubUnavailable
 from web.trending.models import Poll, RepositorySnapshot
 from web.trending.selectors import trending_get
-from web.trending.services import (
-    GitHubBadResponse,
-    GitHubRateLimited,
-    GitHubRejected,
-    GitHubUnavailable,
-    poll_github_top_repositories,
-)
+from web.trending.services import poll_github_top_repositories
 
 pytestmark = pytest.mark.django_db
 

@@ -8,8 +8,9 @@ import pytest
 from django.utils import timezone
 
 from tests.web.trending.fake_github import repository_items, search_body
+from web.trending.github import GitHubUnavailable
 from web.trending.models import Poll
-from web.trending.services import GitHubUnavailable, poll_github_top_repositories
+from web.trending.services import poll_github_top_repositories
 
 pytestmark = pytest.mark.django_db
 
