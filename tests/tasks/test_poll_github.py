@@ -9,7 +9,7 @@ import time
 import dramatiq
 import pytest
 
-import tasks.poll_github
+import web.trending.services
 from tasks.poll_github import poll_github_top_repos
 from tests.web.trending.fake_github import repository_items, search_body
 from web.trending.github import GitHubUnavailable
@@ -78,8 +78,8 @@ def test_a_poll_that_found_nothing_new_does_not_ask_for_a_report(broker, github)
 def test_without_a_report_actor_the_poll_still_stores_its_data_and_logs_why_no_report_follows(
     broker, github, monkeypatch, caplog
 ):
-    monkeypatch.setattr(tasks.poll_github, "REPORT_ACTOR", "nobody_declared")
-    caplog.set_level(logging.ERROR, logger="tasks.poll_github")
+    monkeypatch.setattr(web.trending.services, "REPORT_ACTOR", "nobody_declared")
+    caplog.set_level(logging.ERROR, logger="web.trending.services")
     github.answer(200, search_body(repository_items()), {"ETag": '"v1"'})
 
     poll_github_top_repos.fn()

@@ -1,5 +1,6 @@
-"""The GitHub poll: ask the client for the top 100 and store what it returns.
+"""The GitHub poll: ask the client for the top 100, store what it returns, and ask for a new report.
 
+    trending_refresh()               # what the scheduled job does: one poll, then a report if it changed
     poll_github_top_repositories()   # one poll: fetch the top 100, store a snapshot, return the Poll
 
 Only the poll actor calls GitHub; pages read the stored rows (selectors.py). Every failure keeps the
@@ -12,9 +13,12 @@ import logging
 from datetime import datetime
 from typing import Any
 
+import dramatiq
 from django.db import transaction
 from django.utils import timezone
+from dramatiq.errors import ActorNotFound
 
+from web.core.enqueue import enqueue_on_commit
 from web.trending.github import (
     GitHubError,
     GitHubRateLimited,
@@ -28,8 +32,34 @@ from web.trending.selectors import poll_latest_with_data, poll_rate_limit_hold
 
 logger = logging.getLogger(__name__)
 
+#: The actor that recomputes the report from the snapshots; asked for after every poll that changed them.
+REPORT_ACTOR = "regenerate_report"
 #: The fields compared to tell a changed top 100 from an unchanged one.
 _COMPARED = ("github_id", "full_name", "description", "language", "license", "stars", "forks", "open_issues")
+
+
+def trending_refresh() -> Poll | None:
+    """Poll GitHub; when the top 100 changed, ask for the report to be recomputed from it.
+
+    Returns the poll (None when skipped) and raises the poll's GitHubError, as
+    poll_github_top_repositories does.
+    """
+    poll = poll_github_top_repositories()
+    if poll is not None and poll.status == Poll.Status.CHANGED:
+        _report_request()
+    return poll
+
+
+def _report_request() -> None:
+    # By name: the report is another app's, and the poll must work without it.
+    try:
+        actor = dramatiq.get_broker().get_actor(REPORT_ACTOR)
+    except ActorNotFound:
+        logger.error(
+            "The GitHub data changed but no actor named %r is declared to update the report.", REPORT_ACTOR
+        )
+        return
+    enqueue_on_commit(actor)
 
 
 def poll_github_top_repositories() -> Poll | None:
