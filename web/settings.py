@@ -44,7 +44,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Sends every message a request enqueued on commit in one SQS batch when the view is done.
-    "web.core.enqueue.EnqueueBatchMiddleware",
+    "web.core.middleware.EnqueueBatchMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -165,7 +165,7 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Retries",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
         # Sends the outbox rows whose direct send after commit failed (SQS was unreachable).
-        "web.core.middleware.OutboxRelay",
+        "web.core.relay.OutboxRelay",
     ],
 }
 

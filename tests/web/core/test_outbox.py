@@ -14,9 +14,9 @@ from brokers.localsqs import LocalSQSServer
 from tasks.echo import echo
 from tests.conftest import project_actors_on
 from tests.web.images.conftest import jpeg_bytes
-from web.core.enqueue import resume_direct_sends, wait_for_background_sends
+from web.core.enqueue import wait_for_background_sends
 from web.core.models import OutboxMessage
-from web.core.outbox import outbox_relay
+from web.core.outbox import outbox_relay, resume_direct_sends
 from web.images.models import Image
 
 
