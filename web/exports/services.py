@@ -14,11 +14,11 @@ from typing import IO
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files import File
-from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Q, QuerySet
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from web.core.enqueue import enqueue_on_commit
+from web.core.single_flight import run_claim, run_fail, run_start, runs_abandon
 from web.exports.models import Export, export_storage
 from web.exports.signals import export_progressed
 from web.trending.models import RepositorySnapshot
@@ -49,21 +49,15 @@ def export_start(*, owner: AbstractBaseUser) -> tuple[Export, bool]:
     # Imported here because the actor's module imports this one (tasks -> web services).
     from tasks.export_csv import export_csv
 
-    for _ in range(3):
-        with transaction.atomic():
-            # A worker that died mid-export would otherwise hold the owner's slot until the daily prune.
-            _abandon_stuck(Export.objects.filter(owner=owner))
-            try:
-                with transaction.atomic():
-                    export = Export.objects.create(owner=owner, created_at=timezone.now())
-            except IntegrityError:
-                running = Export.objects.filter(owner=owner, status__in=Export.IN_FLIGHT).first()
-                if running is not None:
-                    return running, False
-                continue  # the export that blocked us finished in between: try again
-            enqueue_on_commit(export_csv, export_id=export.pk)
-            return export, True
-    raise RuntimeError("Could not start an export: the owner's in-flight slot kept changing hands.")
+    # Stuck exports are given up first: a worker that died mid-export would otherwise hold the owner's
+    # slot until the daily prune.
+    return run_start(
+        Export.objects.filter(owner=owner),
+        create=lambda: Export.objects.create(owner=owner, created_at=timezone.now()),
+        stale=_stuck(),
+        abandoned=ABANDONED,
+        started=lambda export: enqueue_on_commit(export_csv, export_id=export.pk),
+    )
 
 
 def export_write(*, export_id: int) -> Export | None:
@@ -71,7 +65,7 @@ def export_write(*, export_id: int) -> Export | None:
 
     Returns the finished export, or None when another delivery already took or finished it.
     """
-    export = _claim(export_id)
+    export = run_claim(Export.objects.all(), run_id=export_id, updated_at=timezone.now(), rows_written=0)
     if export is None:
         return None
     started = time.monotonic()
@@ -80,9 +74,7 @@ def export_write(*, export_id: int) -> Export | None:
     except BaseException as e:
         # BaseException: dramatiq's time limit interrupts the thread with one, and the export must not
         # stay "running" when that happens. The actor's retries claim the failed export again.
-        Export.objects.filter(pk=export.pk).update(
-            status=Export.Status.FAILED, finished_at=timezone.now(), error=f"{type(e).__name__}: {e}"[:2000]
-        )
+        run_fail(Export.objects.all(), run_id=export.pk, error=e)
         raise
     elapsed = time.monotonic() - started
     logger.info(
@@ -93,30 +85,6 @@ def export_write(*, export_id: int) -> Export | None:
         elapsed,
     )
     return export
-
-
-def _claim(export_id: int) -> Export | None:
-    # Failed exports can be claimed again, for the actor's retries and for dead letters redriven from
-    # /ops/; running and finished ones cannot, which is what makes a second delivery a no-op.
-    try:
-        with transaction.atomic():
-            now = timezone.now()
-            claimed = Export.objects.filter(
-                pk=export_id, status__in=[Export.Status.QUEUED, Export.Status.FAILED]
-            ).update(
-                status=Export.Status.RUNNING,
-                started_at=now,
-                updated_at=now,
-                attempts=F("attempts") + 1,
-                rows_written=0,
-                error="",
-            )
-    except IntegrityError:
-        claimed = 0  # a retry of a failed export, but the owner has started a new one meanwhile
-    if not claimed:
-        logger.info("Export %r is taken or finished already; nothing to do.", export_id)
-        return None
-    return Export.objects.get(pk=export_id)
 
 
 def _write(export: Export) -> None:
@@ -204,7 +172,7 @@ def export_prune_expired() -> int:
     Safe to run twice: a file already gone is not an error, and a deleted export is not found again.
     """
     now = timezone.now()
-    _abandon_stuck(Export.objects.all())
+    runs_abandon(Export.objects.all(), stale=_stuck(), error=ABANDONED)
     retention = timedelta(hours=settings.EXPORT_RETENTION_HOURS)
     expired = Export.objects.filter(
         Q(expires_at__lt=now) | Q(status=Export.Status.FAILED, finished_at__lt=now - retention)
@@ -223,12 +191,7 @@ def export_prune_expired() -> int:
     return deleted
 
 
-def _abandon_stuck(exports: QuerySet[Export]) -> None:
-    """Mark failed the in-flight exports whose progress has not moved for EXPORT_STALE_AFTER_MS."""
-    now = timezone.now()
-    stuck_before = now - timedelta(milliseconds=settings.EXPORT_STALE_AFTER_MS)
-    stuck = exports.filter(status__in=Export.IN_FLIGHT).filter(
-        Q(updated_at__lt=stuck_before) | Q(updated_at__isnull=True, created_at__lt=stuck_before)
-    )
-    if count := stuck.update(status=Export.Status.FAILED, finished_at=now, error=ABANDONED):
-        logger.warning("Gave up %d export(s) whose progress stopped before %s.", count, stuck_before)
+def _stuck() -> Q:
+    """Exports whose progress has not moved for EXPORT_STALE_AFTER_MS (it moves with every chunk)."""
+    before = timezone.now() - timedelta(milliseconds=settings.EXPORT_STALE_AFTER_MS)
+    return Q(updated_at__lt=before) | Q(updated_at__isnull=True, created_at__lt=before)
