@@ -6,7 +6,7 @@ from typing import Any
 import dramatiq
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connections
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from brokers import SQSBroker
@@ -143,3 +143,83 @@ def test_relays_running_at_once_send_each_outbox_row_once(broker):
     assert sum(sent) == 25
     assert broker.queue_counts("default")["visible"] == 25
     assert not OutboxMessage.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_attempts_that_cannot_reach_sqs_do_not_count_so_an_outage_sets_nothing_aside(
+    own_sqs, own_broker, settings
+):
+    settings.OUTBOX_MAX_ATTEMPTS = 1
+    own_broker.queue_url("default")
+    message = echo.message("through an outage")
+    OutboxMessage.objects.create(
+        queue_name=message.queue_name,
+        actor_name=message.actor_name,
+        message_id=message.message_id,
+        body=message.encode().decode(),
+        available_at=timezone.now(),
+    )
+    port = own_sqs["server"].port
+    own_sqs["server"].stop()
+
+    assert outbox_relay(broker=own_broker) == 0
+
+    row = OutboxMessage.objects.get()
+    assert row.set_aside_at is None
+    assert row.attempts == 0
+    assert "ConnectionClosed" in row.last_error
+    own_sqs["server"] = LocalSQSServer("127.0.0.1", port).start()
+    OutboxMessage.objects.update(available_at=timezone.now())  # its pause is over
+    assert outbox_relay(broker=own_broker) == 1
+    assert not OutboxMessage.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_relay_passes_over_rows_another_relay_is_claiming_instead_of_waiting_for_them(broker):
+    if not connection.features.has_select_for_update_skip_locked:
+        pytest.skip("Only a database with SKIP LOCKED (Postgres) lets two claims run side by side.")
+    messages = [echo.message(f"row {i}") for i in range(20)]
+    rows = OutboxMessage.objects.bulk_create(
+        OutboxMessage(
+            queue_name=m.queue_name,
+            actor_name=m.actor_name,
+            message_id=m.message_id,
+            body=m.encode().decode(),
+            available_at=timezone.now(),
+        )
+        for m in messages
+    )
+    held_ids = [row.pk for row in rows[:10]]
+    held, release = threading.Event(), threading.Event()
+    sent: list[int] = []
+
+    def other_relay_claiming() -> None:
+        try:
+            with transaction.atomic():
+                list(OutboxMessage.objects.select_for_update().filter(pk__in=held_ids))
+                held.set()
+                release.wait(timeout=30)
+        finally:
+            connections.close_all()
+
+    def relay() -> None:
+        try:
+            sent.append(outbox_relay(broker=broker))
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=other_relay_claiming)
+    holder.start()
+    try:
+        assert held.wait(timeout=10)
+        relaying = threading.Thread(target=relay)
+        relaying.start()
+        relaying.join(timeout=20)
+        assert not relaying.is_alive(), "the relay waited for rows another relay holds"
+    finally:
+        release.set()
+        holder.join(timeout=30)
+
+    assert sent == [10]
+    assert sorted(OutboxMessage.objects.values_list("pk", flat=True)) == held_ids
+    assert broker.queue_counts("default")["visible"] == 10
