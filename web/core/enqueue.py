@@ -29,8 +29,9 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 from dramatiq import Actor, Message
 
+from web.core.conf import setting
 from web.core.models import OutboxMessage
-from web.core.outbox import Outgoing, send_outgoing
+from web.core.outbox import Outgoing, hand_to_relay, send_outgoing
 
 logger = logging.getLogger(__name__)
 
@@ -93,22 +94,34 @@ def collect_batch(*, wait_ms: int | None = None) -> Iterator[None]:
 
 
 def _send_in_background(items: list[Outgoing], wait_ms: int) -> None:
+    """Send in a thread and wait for it at most wait_ms; at most OUTBOX_MAX_BACKGROUND_SENDS such
+    threads run at once per process, each removing itself when done."""
+
     def send() -> None:
         try:
             send_outgoing(items)
         finally:
             connections.close_all()  # this thread's own connections
+            with _senders_lock:
+                _senders.discard(threading.current_thread())
 
     sender = threading.Thread(target=send, name="outbox-send", daemon=True)
+    limit = setting("OUTBOX_MAX_BACKGROUND_SENDS")
     with _senders_lock:
-        _senders.add(sender)
+        full = len(_senders) >= limit
+        if not full:
+            _senders.add(sender)
+    if full:
+        # SQS is slow enough that earlier requests' sends still run: more threads would only pile up.
+        logger.warning(
+            "%d sends to SQS are still running; leaving %d message(s) to the outbox relay.", limit, len(items)
+        )
+        hand_to_relay(items, f"{limit} sends to SQS were still running when this message was committed.")
+        return
     sender.start()
     sender.join(timeout=wait_ms / 1000)
     if sender.is_alive():
         logger.warning("SQS did not answer within %d ms; answering while the send goes on.", wait_ms)
-    else:
-        with _senders_lock:
-            _senders.discard(sender)
 
 
 def wait_for_background_sends(timeout_ms: int = 30_000) -> bool:
@@ -119,5 +132,4 @@ def wait_for_background_sends(timeout_ms: int = 30_000) -> bool:
     for sender in senders:
         sender.join(timeout=max(0.0, deadline - time.monotonic()))
     with _senders_lock:
-        _senders.difference_update(s for s in senders if not s.is_alive())
         return not _senders
