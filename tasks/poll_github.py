@@ -1,8 +1,9 @@
 """Poll GitHub for the top 100 starred repositories (enqueued by the scheduler every 10 minutes).
 
-Retries are dramatiq's: an unreachable GitHub, a server error or an unusable body raises, and the
-Retries middleware backs off; a rate limit reschedules the message for when GitHub allows the next
-request; a refusal (bad token, say) is not retried, since the same request gets the same answer.
+Retries are dramatiq's: an unreachable GitHub, a server error or an unusable body is retried with
+the Retries middleware's backoff; a rate limit reschedules the message for when GitHub allows the
+next request; a refusal (bad token, say) is not retried, since the same request gets the same answer.
+These failures are expected, so each is the poll's one log line, never a worker traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 import dramatiq
 from django.utils import timezone
 
-from web.trending.github import GitHubRateLimited, GitHubRejected
+from web.trending.github import GitHubError, GitHubRateLimited, GitHubRejected
 from web.trending.services import trending_refresh
 
 logger = logging.getLogger(__name__)
@@ -33,3 +34,6 @@ def poll_github_top_repos() -> None:
         raise dramatiq.Retry(str(error), delay=delay + RATE_LIMIT_MARGIN_MS) from None
     except GitHubRejected as error:
         logger.error("GitHub refused the poll; not retrying: %s", error)
+    except GitHubError as error:
+        # Retry, not the error itself: dramatiq logs any other exception with its traceback.
+        raise dramatiq.Retry(f"{error} {error.detail}".strip()) from None

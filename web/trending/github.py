@@ -4,12 +4,17 @@
 
 It knows HTTP and GitHub's answers, never the database: storing what it returns is the poll's job
 (services.py). Every way of getting no usable top 100 raises a GitHubError subclass whose message
-is what the trending page shows.
+is a plain sentence for the trending page; its `detail` (the low-level cause) is for logs and /ops/.
+
+An answer is read as a stream, so neither its size (GITHUB_MAX_RESPONSE_BYTES, counted after
+decompression) nor its duration (GITHUB_DEADLINE_MS, connecting to the last byte) can grow without
+bound: a server that drips bytes is cut off at the deadline, give or take one read timeout.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -18,6 +23,8 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.utils import timezone
+
+from web.core.conf import setting
 
 #: The search behind the page: every starred repository, most stars first, one page of 100.
 SEARCH_PATH = "/search/repositories"
@@ -31,10 +38,22 @@ TOP_N = 100
 #: A 429 without Retry-After or reset headers: GitHub says to wait at least a minute
 #: (rest/using-the-rest-api/rate-limits-for-the-rest-api).
 DEFAULT_RATE_LIMIT_WAIT = timedelta(minutes=1)
+#: Longest text each stored field takes (the columns of RepositorySnapshot); Postgres refuses longer.
+MAX_FULL_NAME = 200
+MAX_URL = 300
+MAX_LANGUAGE = 100
+MAX_LICENSE = 100
+#: Largest number an integer column holds (stars, forks, open issues) on every database.
+MAX_COUNT = 2**31 - 1
 
 
 class GitHubError(Exception):
     """The poll got no usable top 100 from GitHub; the message is what the trending page shows."""
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        #: The low-level cause, for logs and operators; never shown to visitors.
+        self.detail = detail
 
 
 class GitHubUnavailable(GitHubError):
@@ -52,8 +71,8 @@ class GitHubRejected(GitHubError):
 class GitHubRateLimited(GitHubError):
     """GitHub's rate limit is used up; no request should be made before retry_at."""
 
-    def __init__(self, message: str, *, retry_at: datetime) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_at: datetime, detail: str = "") -> None:
+        super().__init__(message, detail=detail)
         self.retry_at = retry_at
 
 
@@ -87,6 +106,16 @@ class NotModified:
     etag: str
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """GitHub's answer, its body read whole (within the size cap and the deadline)."""
+
+    status_code: int
+    reason_phrase: str
+    headers: httpx.Headers
+    body: bytes
+
+
 def github_top_repositories_fetch(*, etag: str = "") -> TopRepositories | NotModified:
     """One search request to GITHUB_API_URL; raises a GitHubError subclass when it gives no data.
 
@@ -106,7 +135,7 @@ def github_top_repositories_fetch(*, etag: str = "") -> TopRepositories | NotMod
     )
 
 
-def _search(*, etag: str) -> httpx.Response:
+def _search(*, etag: str) -> _Answer:
     headers = {
         "Accept": "application/vnd.github+json",
         "X-GitHub-Api-Version": API_VERSION,
@@ -116,17 +145,58 @@ def _search(*, etag: str) -> httpx.Response:
         headers["Authorization"] = f"Bearer {settings.GITHUB_TOKEN}"
     if etag:
         headers["If-None-Match"] = etag
-    timeout = httpx.Timeout(settings.GITHUB_TIMEOUT_MS / 1000)
+    deadline_ms = setting("GITHUB_DEADLINE_MS")
+    deadline = time.monotonic() + deadline_ms / 1000
+    timeout_ms = min(settings.GITHUB_TIMEOUT_MS, deadline_ms)
     try:
-        with httpx.Client(base_url=settings.GITHUB_API_URL, headers=headers, timeout=timeout) as client:
-            return client.get(SEARCH_PATH, params=SEARCH_PARAMS)
-    except httpx.TimeoutException:
-        raise GitHubUnavailable(f"GitHub did not answer within {settings.GITHUB_TIMEOUT_MS} ms.") from None
+        with (
+            httpx.Client(
+                base_url=settings.GITHUB_API_URL, headers=headers, timeout=httpx.Timeout(timeout_ms / 1000)
+            ) as client,
+            client.stream("GET", SEARCH_PATH, params=SEARCH_PARAMS) as response,
+        ):
+            body = _read(response, deadline=deadline, deadline_ms=deadline_ms)
+    except httpx.TimeoutException as error:
+        raise GitHubUnavailable(
+            f"GitHub did not answer within {timeout_ms} ms.", detail=_describe(error)
+        ) from None
     except httpx.HTTPError as error:
-        raise GitHubUnavailable(f"Could not reach GitHub at {settings.GITHUB_API_URL}: {error}") from None
+        raise GitHubUnavailable("Could not reach GitHub.", detail=_describe(error)) from None
+    return _Answer(response.status_code, response.reason_phrase, response.headers, body)
 
 
-def _raise_for_refusal(response: httpx.Response) -> None:
+def _read(response: httpx.Response, *, deadline: float, deadline_ms: int) -> bytes:
+    """The whole body, or GitHubBadResponse past the size cap, or GitHubUnavailable past the deadline."""
+    cap = setting("GITHUB_MAX_RESPONSE_BYTES")
+    too_large = GitHubBadResponse(
+        f"GitHub's answer was larger than the {cap:,} bytes the poll accepts.",
+        detail=f"Content-Length: {response.headers.get('Content-Length', 'not sent')}",
+    )
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise too_large
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > cap:
+            raise too_large
+        if time.monotonic() > deadline:
+            raise GitHubUnavailable(
+                f"GitHub did not finish answering within {deadline_ms} ms.",
+                detail=f"{len(body):,} bytes had arrived.",
+            )
+    return bytes(body)
+
+
+def _describe(error: httpx.HTTPError) -> str:
+    try:
+        where = f" ({error.request.method} {error.request.url})"
+    except RuntimeError:  # an error raised before the request was built has none
+        where = ""
+    return f"{type(error).__name__}: {error}{where}"
+
+
+def _raise_for_refusal(response: _Answer) -> None:
     """Raise the GitHubError a status other than 200 (and 304, handled before) stands for."""
     if response.status_code in (httpx.codes.FORBIDDEN, httpx.codes.TOO_MANY_REQUESTS):
         retry_at = _rate_limit_wait(response, now=timezone.now())
@@ -140,7 +210,7 @@ def _raise_for_refusal(response: httpx.Response) -> None:
         raise GitHubRejected(f"GitHub answered {_status(response)}{_github_message(response)}")
 
 
-def _rate_limit_wait(response: httpx.Response, *, now: datetime) -> datetime | None:
+def _rate_limit_wait(response: _Answer, *, now: datetime) -> datetime | None:
     """When a 403/429 is a rate limit, the time GitHub says to wait for; None for other refusals."""
     retry_after = response.headers.get("Retry-After", "").strip()
     if retry_after:
@@ -157,30 +227,30 @@ def _rate_limit_wait(response: httpx.Response, *, now: datetime) -> datetime | N
     return None
 
 
-def _reset_time(response: httpx.Response) -> datetime | None:
+def _reset_time(response: _Answer) -> datetime | None:
     reset = response.headers.get("x-ratelimit-reset", "").strip()
     if not reset.isdigit():
         return None
     return datetime.fromtimestamp(int(reset), tz=UTC)
 
 
-def _status(response: httpx.Response) -> str:
+def _status(response: _Answer) -> str:
     return f"{response.status_code} {response.reason_phrase}".strip()
 
 
-def _github_message(response: httpx.Response) -> str:
+def _github_message(response: _Answer) -> str:
     try:
-        message = response.json().get("message")
+        message = json.loads(response.body).get("message")
     except (ValueError, AttributeError):
         return "."
     return f": {message}" if isinstance(message, str) and message else "."
 
 
-def _parse_search(response: httpx.Response) -> tuple[Repository, ...]:
+def _parse_search(response: _Answer) -> tuple[Repository, ...]:
     try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise GitHubBadResponse("GitHub's answer was not valid JSON.") from None
+        body = json.loads(response.body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise GitHubBadResponse("GitHub's answer was not valid JSON.", detail=str(error)) from None
     if not isinstance(body, dict) or not isinstance(body.get("items"), list):
         raise GitHubBadResponse("GitHub's answer had no list of repositories.")
     # GitHub's search gives up on slow queries and says so: a partial top 100 would rank wrongly.
@@ -190,7 +260,9 @@ def _parse_search(response: httpx.Response) -> tuple[Repository, ...]:
     try:
         return tuple(_repository(item) for item in items)
     except (AttributeError, KeyError, TypeError, ValueError) as error:
-        raise GitHubBadResponse(f"GitHub's answer had a malformed repository ({error}).") from None
+        raise GitHubBadResponse(
+            "GitHub's answer had a malformed repository.", detail=f"{type(error).__name__}: {error}"
+        ) from None
 
 
 def _repository(item: dict[str, Any]) -> Repository:
@@ -199,27 +271,32 @@ def _repository(item: dict[str, Any]) -> Repository:
     # "NOASSERTION" is GitHub's word for a license it could not identify; its name says "Other".
     license_name = (license_.get("name") or "") if spdx_id in ("", "NOASSERTION") else spdx_id
     return Repository(
-        github_id=_number(item, "id"),
-        full_name=_text(item, "full_name"),
-        html_url=_text(item, "html_url"),
-        description=item.get("description") or "",
-        language=item.get("language") or "",
-        license=str(license_name)[:100],
+        github_id=_number(item, "id", maximum=2**63 - 1),
+        full_name=_text(item, "full_name", max_length=MAX_FULL_NAME),
+        html_url=_text(item, "html_url", max_length=MAX_URL),
+        description=_clean(item.get("description")),
+        language=_clean(item.get("language"))[:MAX_LANGUAGE],
+        license=_clean(license_name)[:MAX_LICENSE],
         stars=_number(item, "stargazers_count"),
         forks=_number(item, "forks_count"),
         open_issues=_number(item, "open_issues_count"),
     )
 
 
-def _number(item: dict[str, Any], key: str) -> int:
+def _number(item: dict[str, Any], key: str, *, maximum: int = MAX_COUNT) -> int:
     value = item[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
         raise ValueError(f"{key} is {value!r}")
     return value
 
 
-def _text(item: dict[str, Any], key: str) -> str:
+def _text(item: dict[str, Any], key: str, *, max_length: int) -> str:
     value = item[key]
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{key} is {value!r}")
+    if not isinstance(value, str) or not value or len(value) > max_length or "\x00" in value:
+        raise ValueError(f"{key} is {value!r:.80}")
     return value
+
+
+def _clean(value: object) -> str:
+    """GitHub's optional text: null becomes "", and NUL characters (which Postgres cannot store) go."""
+    return str(value or "").replace("\x00", "")

@@ -84,8 +84,12 @@ def poll_github_top_repositories() -> Poll | None:
         logger.warning("GitHub poll %r rate limited until %s.", poll.pk, error.retry_at.isoformat())
         raise
     except GitHubError as error:
+        # The page shows the plain message; the cause goes to this one line (no traceback: a failing
+        # GitHub is expected, and the actor's retries log nothing more).
         _poll_finish(poll, status=Poll.Status.FAILED, error=str(error))
-        logger.warning("GitHub poll %r failed: %s", poll.pk, error)
+        logger.warning(
+            "GitHub poll %r failed: %s%s", poll.pk, error, f" ({error.detail})" if error.detail else ""
+        )
         raise
 
     if isinstance(result, NotModified):
