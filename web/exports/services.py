@@ -40,6 +40,8 @@ COLUMNS = (
     "forks",
     "open_issues",
 )
+#: A cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 #: The error a stuck export gets when the prune gives up on it.
 ABANDONED = "The worker stopped while writing this export. Start a new one."
 
@@ -145,7 +147,18 @@ def _chunks(last_id: int, size: int) -> Iterator[list[tuple]]:
 
 def _csv_row(row: tuple) -> tuple:
     # (pk, poll_id, fetched_at, ...): fetched_at as ISO 8601 in UTC, which every parser reads alike.
-    return (row[0], row[1], row[2].isoformat(), *row[3:])
+    return (row[0], row[1], row[2].isoformat(), *(_cell(value) for value in row[3:]))
+
+
+def _cell(value: object) -> object:
+    """Text a spreadsheet would run as a formula gets a leading apostrophe, so it stays text.
+
+    The data comes from GitHub, that is from anyone who names a repository or writes its
+    description; the apostrophe is what spreadsheets themselves use to mark text.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _progress(export: Export, written: int) -> None:
