@@ -7,6 +7,11 @@ from django.db import models
 
 from web.core.single_flight import SingleFlightRun, one_in_flight
 
+#: What a run no worker finished in time says (the worker died, or the message was lost).
+ABANDONED = "No worker finished this run in time; it was given up so a new one could start."
+#: What any other failed run tells visitors; the cause stays in `error` for logs and /ops/.
+FAILED = "Something went wrong while computing the report. Try again later."
+
 
 class ReportRun(SingleFlightRun):
     """One computation of the stars report, from the click (or the schedule) to its result."""
@@ -27,3 +32,8 @@ class ReportRun(SingleFlightRun):
 
     def __str__(self) -> str:
         return f"Report run {self.pk} ({self.status})"
+
+    @property
+    def failure_message(self) -> str:
+        """What visitors read about a failed run: plain words, never the exception."""
+        return ABANDONED if self.error == ABANDONED else FAILED

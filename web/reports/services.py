@@ -14,13 +14,10 @@ from django.utils import timezone
 
 from web.core.enqueue import enqueue_on_commit
 from web.core.single_flight import run_claim, run_fail, run_start, runs_abandon
-from web.reports.models import ReportRun
+from web.reports.models import ABANDONED, ReportRun
 from web.reports.stars import stars_report
 
 logger = logging.getLogger(__name__)
-
-#: The error a run gets when no worker finished it in time (the worker died, or the message was lost).
-ABANDONED = "No worker finished this run in time; it was given up so a new one could start."
 
 
 def report_request(*, requested_by: AbstractBaseUser | None = None) -> tuple[ReportRun, bool]:
