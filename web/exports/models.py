@@ -8,6 +8,11 @@ from django.db import models
 
 from web.core.single_flight import RunStatus, SingleFlightRun, one_in_flight
 
+#: What an export whose worker stopped says (stored as its error, shown as it is).
+ABANDONED = "The worker stopped while writing this export. Start a new one."
+#: What any other failed export tells its owner; the cause stays in `error` for logs and /ops/.
+FAILED = "Something went wrong while writing this export. Start a new one."
+
 
 def export_storage() -> Storage:
     """STORAGES["exports"]: private local files by default, S3 when configured (see settings)."""
@@ -41,6 +46,11 @@ class Export(SingleFlightRun):
 
     def __str__(self) -> str:
         return f"Export {self.pk} ({self.status})"
+
+    @property
+    def failure_message(self) -> str:
+        """What the owner reads about a failed export: plain words, never the exception."""
+        return ABANDONED if self.error == ABANDONED else FAILED
 
     @property
     def percent(self) -> int:

@@ -1,4 +1,4 @@
-"""Writes for exports: start one, write its CSV into storage, and prune expired ones."""
+"""Writes for exports: start one, write its CSV into storage, delete one, and prune expired ones."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from typing import IO
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files import File
+from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from web.core.conf import setting
 from web.core.enqueue import enqueue_on_commit
 from web.core.single_flight import run_claim, run_fail, run_start, runs_abandon
-from web.exports.models import Export, export_storage
+from web.exports.models import ABANDONED, Export, export_storage
 from web.exports.signals import export_progressed
 from web.trending.models import RepositorySnapshot
 
@@ -42,17 +44,32 @@ COLUMNS = (
 )
 #: A cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV Injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-#: The error a stuck export gets when the prune gives up on it.
-ABANDONED = "The worker stopped while writing this export. Start a new one."
+
+
+class ExportLimitReached(Exception):
+    """Raised when the owner keeps EXPORT_MAX_KEPT_PER_USER finished exports; the message says what to do."""
 
 
 def export_start(*, owner: AbstractBaseUser) -> tuple[Export, bool]:
-    """Queue an export for `owner` unless one of theirs is in flight; returns it and whether it is new."""
+    """Queue an export for `owner` unless one of theirs is in flight; returns it and whether it is new.
+
+    One export per owner is in flight at a time (the database's single-flight constraint), and an
+    owner keeps at most EXPORT_MAX_KEPT_PER_USER finished ones: ExportLimitReached says so.
+    """
     # Imported here because the actor's module imports this one (tasks -> web services).
     from tasks.export_csv import export_csv
 
-    # Stuck exports are given up first: a worker that died mid-export would otherwise hold the owner's
-    # slot until the daily prune.
+    limit = setting("EXPORT_MAX_KEPT_PER_USER")
+    mine = Export.objects.filter(owner=owner)
+    with transaction.atomic():
+        # Stuck exports are given up first: a worker that died mid-export would otherwise hold the
+        # owner's slot until the daily prune.
+        runs_abandon(mine, stale=_stuck(), error=ABANDONED)
+        if not mine.filter(status__in=Export.IN_FLIGHT).exists() and export_kept(owner=owner) >= limit:
+            raise ExportLimitReached(
+                f"You already keep {limit} finished exports, the most allowed. "
+                "Delete one you no longer need to start another."
+            )
     return run_start(
         Export.objects.filter(owner=owner),
         create=lambda: Export.objects.create(owner=owner, created_at=timezone.now()),
@@ -177,6 +194,29 @@ def _save(export: Export, spool: IO[bytes]) -> str:
     if storage.exists(name):
         storage.delete(name)
     return storage.save(name, File(spool, name=name))
+
+
+def export_kept(*, owner: AbstractBaseUser) -> int:
+    """How many finished exports the owner keeps (their files count against EXPORT_MAX_KEPT_PER_USER)."""
+    return Export.objects.filter(
+        owner=owner, status=Export.Status.DONE, expires_at__gt=timezone.now()
+    ).count()
+
+
+def export_delete(*, owner: AbstractBaseUser, export_id: int) -> bool:
+    """Delete one of the owner's finished (or failed) exports and its file; False when there is none.
+
+    An export in flight cannot be deleted: its worker is still writing the file.
+    """
+    export = Export.objects.filter(owner=owner, pk=export_id).exclude(status__in=Export.IN_FLIGHT).first()
+    if export is None:
+        return False
+    if export.file_name:
+        # The file first: a failure between the two leaves a row to delete again, never a lost file.
+        export_storage().delete(export.file_name)
+    export.delete()
+    logger.info("Export %r deleted by its owner.", export_id)
+    return True
 
 
 def export_prune_expired() -> int:
