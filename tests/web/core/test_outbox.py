@@ -34,6 +34,20 @@ class _Finished(dramatiq.Middleware):
             self.event.set()
 
 
+def left_in_outbox(*messages: dramatiq.Message) -> list[OutboxMessage]:
+    """Rows due now, as a web process leaves them when it dies between its commit and its send."""
+    return OutboxMessage.objects.bulk_create(
+        OutboxMessage(
+            queue_name=m.queue_name,
+            actor_name=m.actor_name,
+            message_id=m.message_id,
+            body=m.encode().decode(),
+            available_at=timezone.now(),
+        )
+        for m in messages
+    )
+
+
 @pytest.fixture
 def own_sqs() -> Iterator[dict[str, Any]]:
     """An SQS server of this test's own, so the test can stop it and start it again on the same port."""
@@ -92,15 +106,7 @@ def test_a_message_left_in_the_outbox_by_a_process_that_died_after_commit_is_sen
     settings.OUTBOX_RELAY_INTERVAL_MS = 100
     finished = _Finished("echo")
     broker.add_middleware(finished)
-    message = echo.message("left behind")
-    # What a web process leaves when it dies between its commit and its send.
-    OutboxMessage.objects.create(
-        queue_name=message.queue_name,
-        actor_name=message.actor_name,
-        message_id=message.message_id,
-        body=message.encode().decode(),
-        available_at=timezone.now(),
-    )
+    left_in_outbox(echo.message("left behind"))
     caplog.set_level(logging.INFO)
     worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
     worker.start()
@@ -115,17 +121,7 @@ def test_a_message_left_in_the_outbox_by_a_process_that_died_after_commit_is_sen
 
 @pytest.mark.django_db(transaction=True)
 def test_relays_running_at_once_send_each_outbox_row_once(broker):
-    messages = [echo.message(f"row {i}") for i in range(25)]
-    OutboxMessage.objects.bulk_create(
-        OutboxMessage(
-            queue_name=m.queue_name,
-            actor_name=m.actor_name,
-            message_id=m.message_id,
-            body=m.encode().decode(),
-            available_at=timezone.now(),
-        )
-        for m in messages
-    )
+    left_in_outbox(*(echo.message(f"row {i}") for i in range(25)))
     start = threading.Barrier(3)
     sent: list[int] = []
 
@@ -151,14 +147,7 @@ def test_attempts_that_cannot_reach_sqs_do_not_count_so_an_outage_sets_nothing_a
 ):
     settings.OUTBOX_MAX_ATTEMPTS = 1
     own_broker.queue_url("default")
-    message = echo.message("through an outage")
-    OutboxMessage.objects.create(
-        queue_name=message.queue_name,
-        actor_name=message.actor_name,
-        message_id=message.message_id,
-        body=message.encode().decode(),
-        available_at=timezone.now(),
-    )
+    left_in_outbox(echo.message("through an outage"))
     port = own_sqs["server"].port
     own_sqs["server"].stop()
 
@@ -178,17 +167,7 @@ def test_attempts_that_cannot_reach_sqs_do_not_count_so_an_outage_sets_nothing_a
 def test_a_relay_passes_over_rows_another_relay_is_claiming_instead_of_waiting_for_them(broker):
     if not connection.features.has_select_for_update_skip_locked:
         pytest.skip("Only a database with SKIP LOCKED (Postgres) lets two claims run side by side.")
-    messages = [echo.message(f"row {i}") for i in range(20)]
-    rows = OutboxMessage.objects.bulk_create(
-        OutboxMessage(
-            queue_name=m.queue_name,
-            actor_name=m.actor_name,
-            message_id=m.message_id,
-            body=m.encode().decode(),
-            available_at=timezone.now(),
-        )
-        for m in messages
-    )
+    rows = left_in_outbox(*(echo.message(f"row {i}") for i in range(20)))
     held_ids = [row.pk for row in rows[:10]]
     held, release = threading.Event(), threading.Event()
     sent: list[int] = []

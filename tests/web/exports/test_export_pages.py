@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from tasks.export_csv import export_csv
 from tests.waiting import sent_and_done
+from tests.web.exports.conftest import finished_export
 from web.exports.models import Export
 from web.exports.services import COLUMNS
 from web.reports.demo_data import demo_history_create
@@ -195,30 +196,13 @@ def test_a_failed_export_says_so_plainly_to_its_owner_and_its_cause_shows_on_ops
     assert "NoSuchBucket" in admin_client.get("/ops/").content.decode()
 
 
-def finished_export(owner, export_dir, *, days_old: int = 0) -> Export:
-    now = timezone.now()
-    export = Export.objects.create(
-        owner=owner,
-        created_at=now - timedelta(days=days_old),
-        finished_at=now - timedelta(days=days_old),
-        expires_at=now + timedelta(days=1),
-        status=Export.Status.DONE,
-        file_name=f"{owner.pk}/kept-{days_old}.csv",
-        size_bytes=10,
-    )
-    path = export_dir / export.file_name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("poll_id\n1\n", encoding="utf-8")
-    return export
-
-
 @pytest.mark.django_db(transaction=True)
 def test_at_the_cap_of_kept_exports_the_page_says_to_delete_one_and_deleting_one_makes_room(
     client, user, broker, settings, local_export_storage
 ):
     settings.EXPORT_MAX_KEPT_PER_USER = 2
-    oldest = finished_export(user, local_export_storage, days_old=2)
-    finished_export(user, local_export_storage, days_old=1)
+    oldest = finished_export(user, local_export_storage)
+    finished_export(user, local_export_storage)
     client.force_login(user)
 
     refused = client.post("/exports/start/", follow=True).content.decode()
