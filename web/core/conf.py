@@ -20,7 +20,8 @@ DEFAULTS: dict[str, Any] = {
     # Sends that outlive their request, per web process; a request beyond this many leaves its
     # messages to the relay at once instead of starting another thread.
     "OUTBOX_MAX_BACKGROUND_SENDS": 8,
-    # The GitHub poll reads at most this many bytes of an answer (GitHub's top 100 is about 0.6 MB).
+    # The GitHub poll reads at most this many bytes of an answer (decompressed). A page of 100 search
+    # results, some 80 fields each and most of them URLs, stays well under 1 MB.
     "GITHUB_MAX_RESPONSE_BYTES": 5 * 1024 * 1024,
     # The whole GitHub request, connecting to the last byte, may take this long.
     "GITHUB_DEADLINE_MS": 30_000,
