@@ -1,8 +1,9 @@
 """Poll GitHub for the top 100 starred repositories (enqueued by the scheduler every 10 minutes).
 
-Retries are dramatiq's: an unreachable GitHub, a server error or an unusable body raises, and the
-Retries middleware backs off; a rate limit reschedules the message for when GitHub allows the next
-request; a refusal (bad token, say) is not retried, since the same request gets the same answer.
+Retries are dramatiq's: an unreachable GitHub, a server error or an unusable body is retried with
+the Retries middleware's backoff; a rate limit reschedules the message for when GitHub allows the
+next request; a refusal (bad token, say) is not retried, since the same request gets the same answer.
+These failures are expected, so each is the poll's one log line, never a worker traceback.
 """
 
 from __future__ import annotations
@@ -12,15 +13,12 @@ import math
 
 import dramatiq
 from django.utils import timezone
-from dramatiq.errors import ActorNotFound
 
-from web.trending.models import Poll
-from web.trending.services import GitHubRateLimited, GitHubRejected, poll_github_top_repositories
+from web.trending.github import GitHubError, GitHubRateLimited, GitHubRejected
+from web.trending.services import trending_refresh
 
 logger = logging.getLogger(__name__)
 
-#: The actor that recomputes the report from the snapshots; run after every poll that changed them.
-REPORT_ACTOR = "regenerate_report"
 #: Margin after GitHub's reset time, so the retried request does not arrive a moment early.
 RATE_LIMIT_MARGIN_MS = 1_000
 #: A poll stuck longer than this (three timed-out requests would be 30 s) is stopped and retried.
@@ -30,26 +28,12 @@ TIME_LIMIT_MS = 2 * 60 * 1000
 @dramatiq.actor(max_retries=3, min_backoff=30_000, max_backoff=5 * 60 * 1000, time_limit=TIME_LIMIT_MS)
 def poll_github_top_repos() -> None:
     try:
-        poll = poll_github_top_repositories()
+        trending_refresh()
     except GitHubRateLimited as error:
         delay = max(0, math.ceil((error.retry_at - timezone.now()).total_seconds() * 1000))
         raise dramatiq.Retry(str(error), delay=delay + RATE_LIMIT_MARGIN_MS) from None
     except GitHubRejected as error:
         logger.error("GitHub refused the poll; not retrying: %s", error)
-        return
-    if poll is None:
-        return
-    if poll.status == Poll.Status.CHANGED:
-        _enqueue_report()
-
-
-def _enqueue_report() -> None:
-    # By name: the report actor is another module's, and the poll must work without it.
-    try:
-        actor = poll_github_top_repos.broker.get_actor(REPORT_ACTOR)
-    except ActorNotFound:
-        logger.error(
-            "The GitHub data changed but no actor named %r is declared to update the report.", REPORT_ACTOR
-        )
-        return
-    actor.send()
+    except GitHubError as error:
+        # Retry, not the error itself: dramatiq logs any other exception with its traceback.
+        raise dramatiq.Retry(f"{error} {error.detail}".strip()) from None

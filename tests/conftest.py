@@ -21,6 +21,7 @@ import dramatiq
 import pytest
 
 from brokers import SQSBroker
+from tests.web.trending.fake_github import FakeGitHub
 
 # Any credentials do for a loopback server; real ones must never be used by the tests.
 _TEST_CREDENTIALS = {
@@ -237,6 +238,16 @@ def _requests_wait_for_their_messages(settings: Any) -> None:
     In production a request waits at most OUTBOX_SEND_WAIT_MS (the outbox keeps what is late).
     """
     settings.OUTBOX_SEND_WAIT_MS = 30_000
+
+
+@pytest.fixture
+def github(settings: Any) -> Iterator[FakeGitHub]:
+    """GitHub's API played by a real HTTP server on a free loopback port; the poll asks it, no token."""
+    with FakeGitHub() as fake:
+        settings.GITHUB_API_URL = fake.url
+        settings.GITHUB_TOKEN = None
+        settings.GITHUB_TIMEOUT_MS = 5_000
+        yield fake
 
 
 @pytest.fixture

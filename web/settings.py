@@ -95,7 +95,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Sends every message a request enqueued on commit in one SQS batch when the view is done.
-    "web.core.enqueue.EnqueueBatchMiddleware",
+    "web.core.middleware.EnqueueBatchMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -227,7 +227,7 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Retries",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
         # Sends the outbox rows whose direct send after commit failed (SQS was unreachable).
-        "web.core.middleware.OutboxRelay",
+        "web.core.relay.OutboxRelay",
     ],
 }
 
@@ -287,6 +287,12 @@ OUTBOX_RELAY_GRACE_MS = env_int("OUTBOX_RELAY_GRACE_MS", 30_000)
 OUTBOX_SEND_WAIT_MS = env_int("OUTBOX_SEND_WAIT_MS", 500)
 # After SQS failed a direct send, web processes leave new messages to the relay for this long.
 OUTBOX_DIRECT_SEND_PAUSE_MS = env_int("OUTBOX_DIRECT_SEND_PAUSE_MS", 10_000)
+# Relay attempts SQS refuses (too large, its queue gone) before an outbox row is set aside for an
+# operator on /ops/. Attempts while SQS cannot be reached at all do not count.
+OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 10)
+# Sends that outlive their request, per web process; a request beyond this many leaves its messages
+# to the relay at once instead of starting another thread.
+OUTBOX_MAX_BACKGROUND_SENDS = env_int("OUTBOX_MAX_BACKGROUND_SENDS", 8)
 # Task-run records older than this are deleted by the daily prune_task_runs job.
 TASK_RUN_RETENTION_DAYS = env_int("TASK_RUN_RETENTION_DAYS", 30)
 
@@ -297,6 +303,11 @@ GITHUB_API_URL = env_str("GITHUB_API_URL", "https://api.github.com").rstrip("/")
 GITHUB_TOKEN = env_optional("GITHUB_TOKEN")
 # Connect, read and write timeout of each GitHub request.
 GITHUB_TIMEOUT_MS = env_int("GITHUB_TIMEOUT_MS", 10_000)
+# The whole GitHub request, connecting to the last byte, may take this long.
+GITHUB_DEADLINE_MS = env_int("GITHUB_DEADLINE_MS", 30_000)
+# The poll reads at most this many bytes of an answer (decompressed). A page of 100 search results,
+# some 80 fields each and most of them URLs, stays well under 1 MB.
+GITHUB_MAX_RESPONSE_BYTES = env_int("GITHUB_MAX_RESPONSE_BYTES", 5 * 1024 * 1024)
 # How often the scheduler enqueues the poll; slots are aligned to the clock (:00, :10, ...).
 GITHUB_POLL_INTERVAL_MS = env_int("GITHUB_POLL_INTERVAL_MS", 10 * 60 * 1000)
 # The leader's database lease lasts this long unless renewed; a dead leader is replaced within
@@ -322,6 +333,8 @@ EXPORT_RETENTION_HOURS = env_int("EXPORT_RETENTION_HOURS", 7 * 24)
 # An export whose progress has not moved for this long (saved every chunk, well under a second apart)
 # is given up: when its owner starts another, and by the daily prune.
 EXPORT_STALE_AFTER_MS = env_int("EXPORT_STALE_AFTER_MS", 15 * 60 * 1000)
+# Finished exports a user may keep at once; another needs one of them deleted (or expired) first.
+EXPORT_MAX_KEPT_PER_USER = env_int("EXPORT_MAX_KEPT_PER_USER", 10)
 # Export files live in STORAGES["exports"]: private local files under MEDIA_ROOT/exports (never served
 # directly; downloads go through the owner-checked view), or an S3 bucket when EXPORTS_S3_BUCKET is set.
 EXPORTS_S3_BUCKET = env_optional("EXPORTS_S3_BUCKET")

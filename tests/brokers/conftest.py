@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 from dramatiq.middleware import default_middleware
 
 from brokers import SQSBroker
+from tests.waiting import wait_until as wait_until  # the tests here import it from this module
 
 
 @pytest.fixture
@@ -56,18 +56,6 @@ def start_worker() -> Iterator[Callable[..., dramatiq.Worker]]:
     yield start
     for worker in workers:
         worker.stop()
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll until condition() is truthy and return it; fail the test after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"Condition not met within {timeout} s.")
-        time.sleep(interval)
 
 
 def queue_counts(sqs: Any, url: str) -> dict[str, int]:

@@ -31,7 +31,8 @@ _CHROMIUM_ARGS = [
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
     chromium = shutil.which("chromium")
     if chromium is None:
-        pytest.skip("The browser tests need the system's chromium (see .ci/apt-packages).")
+        # A failure, not a skip: skipped browser tests would let the pages' own tests stop running unseen.
+        pytest.fail("The browser tests need the system's chromium on PATH (.ci/apt-packages installs it).")
     return {**browser_type_launch_args, "executable_path": chromium, "args": _CHROMIUM_ARGS}
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 import csv
 import queue
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +14,8 @@ from playwright.sync_api import Page, expect
 from web.exports.signals import export_progressed
 from web.reports.demo_data import demo_history_create
 from web.trending.models import RepositorySnapshot
+
+pytestmark = pytest.mark.usefixtures("export_dir")
 
 #: How long the worker waits for the test to let it go on, in seconds (the test fails rather than hangs).
 STEP_TIMEOUT_S = 30
@@ -30,19 +31,6 @@ def logged_in_page(page: Page, client: Any, live_server: Any, django_user_model:
         [{"name": cookie, "value": client.cookies[cookie].value, "url": live_server.url}]
     )
     return page
-
-
-@pytest.fixture(autouse=True)
-def export_dir(settings: Any, tmp_path: Path) -> Path:
-    location = tmp_path / "exports"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "exports": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": location},
-        },
-    }
-    return location
 
 
 @pytest.mark.django_db(transaction=True)

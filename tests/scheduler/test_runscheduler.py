@@ -22,6 +22,7 @@ import boto3
 import pytest
 
 from tests.databases import DatabaseTemplate, OwnDatabase, migrated_template
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Short enough for a test, long enough that a busy two-core machine never lets the lease lapse.
@@ -93,17 +94,6 @@ def start_scheduler(
             scheduler.process.kill()
         scheduler.process.wait(timeout=10)
         scheduler.log_file.close()
-
-
-def wait_until[T](check: Callable[[], T], *, timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"Timed out after {timeout} s waiting for {what}.")
-        time.sleep(0.05)
 
 
 @dataclass(frozen=True)

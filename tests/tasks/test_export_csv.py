@@ -15,6 +15,7 @@ from web.exports.models import Export
 from web.exports.services import export_write
 from web.exports.signals import export_progressed
 from web.reports.demo_data import demo_history_create
+from web.trending.models import Poll, RepositorySnapshot
 
 pytestmark = pytest.mark.usefixtures("export_dir")
 
@@ -113,3 +114,31 @@ def test_a_failed_upload_marks_the_export_failed_and_a_retry_finishes_it(export,
     assert export.attempts == 2
     assert s3.head_object(Bucket=bucket, Key=export.file_name)["ContentLength"] == export.size_bytes
     s3.close()
+
+
+@pytest.mark.django_db
+def test_text_a_spreadsheet_would_run_as_a_formula_is_written_as_text(export, export_dir):
+    poll = Poll.objects.create(started_at=timezone.now(), status=Poll.Status.CHANGED)
+    hostile = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"]
+    for rank, text in enumerate(hostile, start=1):
+        RepositorySnapshot.objects.create(
+            poll=poll,
+            fetched_at=timezone.now(),
+            rank=rank,
+            github_id=rank,
+            full_name=f"owner/repo-{rank}",
+            html_url=f"https://github.com/owner/repo-{rank}",
+            description=text,
+            language=text,
+            stars=10,
+            forks=1,
+        )
+
+    export = export_write(export_id=export.pk)
+
+    with (export_dir / export.file_name).open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["description"] for row in rows] == ["'" + text for text in hostile]
+    assert [row["language"] for row in rows] == ["'" + text for text in hostile]
+    assert [row["full_name"] for row in rows] == [f"owner/repo-{rank}" for rank in range(1, 7)]
+    assert {row["stars"] for row in rows} == {"10"}

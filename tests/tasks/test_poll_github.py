@@ -5,26 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
 
 import dramatiq
 import pytest
 
-import tasks.poll_github
+import web.trending.services
 from tasks.poll_github import poll_github_top_repos
-from tests.trending.fake_github import FakeGitHub, repository_items, search_body
+from tests.web.trending.fake_github import FakeGitHub, repository_items, search_body
 from web.trending.models import Poll
-from web.trending.services import GitHubUnavailable, poll_github_top_repositories
+from web.trending.services import poll_github_top_repositories
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def github(settings) -> Iterator[FakeGitHub]:
-    with FakeGitHub() as fake:
-        settings.GITHUB_API_URL = fake.url
-        settings.GITHUB_TOKEN = None
-        yield fake
 
 
 def waiting_messages(broker, queue_name: str) -> list[dict]:
@@ -86,8 +77,8 @@ def test_a_poll_that_found_nothing_new_does_not_ask_for_a_report(broker, github)
 def test_without_a_report_actor_the_poll_still_stores_its_data_and_logs_why_no_report_follows(
     broker, github, monkeypatch, caplog
 ):
-    monkeypatch.setattr(tasks.poll_github, "REPORT_ACTOR", "nobody_declared")
-    caplog.set_level(logging.ERROR, logger="tasks.poll_github")
+    monkeypatch.setattr(web.trending.services, "REPORT_ACTOR", "nobody_declared")
+    caplog.set_level(logging.ERROR, logger="web.trending.services")
     github.answer(200, search_body(repository_items()), {"ETag": '"v1"'})
 
     poll_github_top_repos.fn()
@@ -101,10 +92,29 @@ def test_without_a_report_actor_the_poll_still_stores_its_data_and_logs_why_no_r
 def test_a_server_error_is_left_to_dramatiqs_retries(github):
     github.answer(503, b"Service unavailable")
 
-    with pytest.raises(GitHubUnavailable):
+    with pytest.raises(dramatiq.Retry, match="GitHub answered 503 Service Unavailable"):
         poll_github_top_repos.fn()
 
     assert poll_github_top_repos.options["max_retries"] == 3
+
+
+def test_an_unreachable_github_is_one_log_line_per_attempt_and_never_a_traceback(
+    broker, worker, github, settings, caplog
+):
+    with FakeGitHub() as closed:
+        settings.GITHUB_API_URL = closed.url  # nothing listens there any more
+    caplog.set_level(logging.INFO)
+
+    poll_github_top_repos.send_with_options(max_retries=1, min_backoff=10, max_backoff=10)
+    broker.join(poll_github_top_repos.queue_name, timeout=30_000)
+
+    assert [poll.error for poll in Poll.objects.all()] == ["Could not reach GitHub."] * 2
+    assert not [r for r in caplog.records if r.exc_info], "a worker traceback was logged"
+    failures = [r.getMessage() for r in caplog.records if r.name == "web.trending.services"]
+    assert len(failures) == 2
+    assert all("Could not reach GitHub. (ConnectError:" in line for line in failures)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert broker.queue_counts(poll_github_top_repos.queue_name)["dead_letters"] == 1
 
 
 def test_a_refusal_is_logged_and_not_retried(github, caplog):

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
 from tasks.prune_expired_exports import prune_expired_exports
+from tests.web.exports.conftest import finished_export
 from web.exports.models import Export
 from web.exports.services import ABANDONED, export_prune_expired
 
@@ -17,22 +17,6 @@ pytestmark = pytest.mark.usefixtures("export_dir")
 @pytest.fixture
 def owner(django_user_model):
     return django_user_model.objects.create_user(username=f"u{uuid.uuid4().hex[:8]}", password="pw-123456!")
-
-
-def finished_export(owner, export_dir: Path, *, expires_in: timedelta) -> Export:
-    now = timezone.now()
-    export = Export.objects.create(
-        owner=owner,
-        created_at=now - timedelta(days=8),
-        finished_at=now - timedelta(days=7),
-        expires_at=now + expires_in,
-        status=Export.Status.DONE,
-        file_name=f"{owner.pk}/snapshot-history-{uuid.uuid4().hex[:6]}.csv",
-    )
-    path = export_dir / export.file_name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("poll_id\n1\n", encoding="utf-8")
-    return export
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,46 +1,25 @@
-"""Dramatiq middleware of the core app. Loaded before Django's apps are ready: models import lazily."""
+"""Django middleware of the core app."""
 
 from __future__ import annotations
 
-import logging
-import threading
-from typing import Any
+from collections.abc import Callable
 
 from django.conf import settings
-from django.db import close_old_connections
-from dramatiq import Broker, Middleware
+from django.http import HttpRequest, HttpResponse
 
-logger = logging.getLogger(__name__)
-
-#: How often the relay looks for unsent outbox rows unless OUTBOX_RELAY_INTERVAL_MS says otherwise.
-DEFAULT_INTERVAL_MS = 2_000
+from web.core.enqueue import collect_batch
 
 
-class OutboxRelay(Middleware):
-    """Runs the outbox relay in a thread of each worker process, every OUTBOX_RELAY_INTERVAL_MS."""
+class EnqueueBatchMiddleware:
+    """Sends all the messages a request enqueued (and committed) in one SendMessageBatch at its end.
 
-    def __init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+    The request waits at most OUTBOX_SEND_WAIT_MS for SQS; a slower send goes on after the response,
+    its messages safe in the outbox meanwhile.
+    """
 
-    def after_worker_boot(self, broker: Broker, worker: Any) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(broker,), name="outbox-relay", daemon=True)
-        self._thread.start()
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
 
-    def before_worker_shutdown(self, broker: Broker, worker: Any) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _run(self, broker: Broker) -> None:
-        while not self._stop.wait(getattr(settings, "OUTBOX_RELAY_INTERVAL_MS", DEFAULT_INTERVAL_MS) / 1000):
-            try:
-                from web.core.outbox import RELAY_BATCH, outbox_relay
-
-                while outbox_relay(broker=broker) == RELAY_BATCH and not self._stop.is_set():
-                    pass  # a full pass: there may be more
-            except Exception:
-                logger.warning("The outbox relay pass failed; it runs again shortly.", exc_info=True)
-            finally:
-                close_old_connections()
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        with collect_batch(wait_ms=settings.OUTBOX_SEND_WAIT_MS):
+            return self.get_response(request)

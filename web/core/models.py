@@ -10,7 +10,8 @@ class OutboxMessage(models.Model):
 
     Every enqueue from Django writes one of these in the caller's transaction. After the commit the
     message is sent and its row deleted; a row that is still here after `available_at` was not sent
-    (SQS unreachable, process killed) and the relay sends it.
+    (SQS unreachable, process killed) and the relay sends it. A row SQS keeps refusing is set aside
+    (`set_aside_at`) with its reason, for an operator to send again or discard on /ops/.
     """
 
     queue_name = models.CharField(max_length=200)
@@ -23,8 +24,11 @@ class OutboxMessage(models.Model):
     available_at = models.DateTimeField(db_index=True)
     #: Which relay run took the row last, so several relays never send the same row at once.
     claim = models.CharField(max_length=32, blank=True, default="")
+    #: Relay attempts at the row; an attempt that could not reach SQS at all is not counted.
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
+    #: When the relay gave up on the row after OUTBOX_MAX_ATTEMPTS refusals; it stays until an operator acts.
+    set_aside_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["id"]

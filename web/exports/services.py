@@ -1,4 +1,4 @@
-"""Writes for exports: start one, write its CSV into storage, and prune expired ones."""
+"""Writes for exports: start one, write its CSV into storage, delete one, and prune expired ones."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from typing import IO
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files import File
-from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Q, QuerySet
+from django.db import transaction
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from web.core.enqueue import enqueue_on_commit
-from web.exports.models import Export, export_storage
+from web.core.single_flight import run_claim, run_fail, run_start, runs_abandon
+from web.exports.models import ABANDONED, Export, export_storage
 from web.exports.signals import export_progressed
 from web.trending.models import RepositorySnapshot
 
@@ -40,30 +41,41 @@ COLUMNS = (
     "forks",
     "open_issues",
 )
-#: The error a stuck export gets when the prune gives up on it.
-ABANDONED = "The worker stopped while writing this export. Start a new one."
+#: A cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+class ExportLimitReached(Exception):
+    """Raised when the owner keeps EXPORT_MAX_KEPT_PER_USER finished exports; the message says what to do."""
 
 
 def export_start(*, owner: AbstractBaseUser) -> tuple[Export, bool]:
-    """Queue an export for `owner` unless one of theirs is in flight; returns it and whether it is new."""
+    """Queue an export for `owner` unless one of theirs is in flight; returns it and whether it is new.
+
+    One export per owner is in flight at a time (the database's single-flight constraint), and an
+    owner keeps at most EXPORT_MAX_KEPT_PER_USER finished ones: ExportLimitReached says so.
+    """
     # Imported here because the actor's module imports this one (tasks -> web services).
     from tasks.export_csv import export_csv
 
-    for _ in range(3):
-        with transaction.atomic():
-            # A worker that died mid-export would otherwise hold the owner's slot until the daily prune.
-            _abandon_stuck(Export.objects.filter(owner=owner))
-            try:
-                with transaction.atomic():
-                    export = Export.objects.create(owner=owner, created_at=timezone.now())
-            except IntegrityError:
-                running = Export.objects.filter(owner=owner, status__in=Export.IN_FLIGHT).first()
-                if running is not None:
-                    return running, False
-                continue  # the export that blocked us finished in between: try again
-            enqueue_on_commit(export_csv, export_id=export.pk)
-            return export, True
-    raise RuntimeError("Could not start an export: the owner's in-flight slot kept changing hands.")
+    limit = settings.EXPORT_MAX_KEPT_PER_USER
+    mine = Export.objects.filter(owner=owner)
+    with transaction.atomic():
+        # Stuck exports are given up first: a worker that died mid-export would otherwise hold the
+        # owner's slot until the daily prune.
+        runs_abandon(mine, stale=_stuck(), error=ABANDONED)
+        if not mine.filter(status__in=Export.IN_FLIGHT).exists() and export_kept(owner=owner) >= limit:
+            raise ExportLimitReached(
+                f"You already keep {limit} finished exports, the most allowed. "
+                "Delete one you no longer need to start another."
+            )
+    return run_start(
+        Export.objects.filter(owner=owner),
+        create=lambda: Export.objects.create(owner=owner, created_at=timezone.now()),
+        stale=_stuck(),
+        abandoned=ABANDONED,
+        started=lambda export: enqueue_on_commit(export_csv, export_id=export.pk),
+    )
 
 
 def export_write(*, export_id: int) -> Export | None:
@@ -71,7 +83,7 @@ def export_write(*, export_id: int) -> Export | None:
 
     Returns the finished export, or None when another delivery already took or finished it.
     """
-    export = _claim(export_id)
+    export = run_claim(Export.objects.all(), run_id=export_id, updated_at=timezone.now(), rows_written=0)
     if export is None:
         return None
     started = time.monotonic()
@@ -80,9 +92,7 @@ def export_write(*, export_id: int) -> Export | None:
     except BaseException as e:
         # BaseException: dramatiq's time limit interrupts the thread with one, and the export must not
         # stay "running" when that happens. The actor's retries claim the failed export again.
-        Export.objects.filter(pk=export.pk).update(
-            status=Export.Status.FAILED, finished_at=timezone.now(), error=f"{type(e).__name__}: {e}"[:2000]
-        )
+        run_fail(Export.objects.all(), run_id=export.pk, error=e)
         raise
     elapsed = time.monotonic() - started
     logger.info(
@@ -93,30 +103,6 @@ def export_write(*, export_id: int) -> Export | None:
         elapsed,
     )
     return export
-
-
-def _claim(export_id: int) -> Export | None:
-    # Failed exports can be claimed again, for the actor's retries and for dead letters redriven from
-    # /ops/; running and finished ones cannot, which is what makes a second delivery a no-op.
-    try:
-        with transaction.atomic():
-            now = timezone.now()
-            claimed = Export.objects.filter(
-                pk=export_id, status__in=[Export.Status.QUEUED, Export.Status.FAILED]
-            ).update(
-                status=Export.Status.RUNNING,
-                started_at=now,
-                updated_at=now,
-                attempts=F("attempts") + 1,
-                rows_written=0,
-                error="",
-            )
-    except IntegrityError:
-        claimed = 0  # a retry of a failed export, but the owner has started a new one meanwhile
-    if not claimed:
-        logger.info("Export %r is taken or finished already; nothing to do.", export_id)
-        return None
-    return Export.objects.get(pk=export_id)
 
 
 def _write(export: Export) -> None:
@@ -177,7 +163,18 @@ def _chunks(last_id: int, size: int) -> Iterator[list[tuple]]:
 
 def _csv_row(row: tuple) -> tuple:
     # (pk, poll_id, fetched_at, ...): fetched_at as ISO 8601 in UTC, which every parser reads alike.
-    return (row[0], row[1], row[2].isoformat(), *row[3:])
+    return (row[0], row[1], row[2].isoformat(), *(_cell(value) for value in row[3:]))
+
+
+def _cell(value: object) -> object:
+    """Text a spreadsheet would run as a formula gets a leading apostrophe, so it stays text.
+
+    The data comes from GitHub, that is from anyone who names a repository or writes its
+    description; the apostrophe is what spreadsheets themselves use to mark text.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _progress(export: Export, written: int) -> None:
@@ -198,13 +195,36 @@ def _save(export: Export, spool: IO[bytes]) -> str:
     return storage.save(name, File(spool, name=name))
 
 
+def export_kept(*, owner: AbstractBaseUser) -> int:
+    """How many finished exports the owner keeps (their files count against EXPORT_MAX_KEPT_PER_USER)."""
+    return Export.objects.filter(
+        owner=owner, status=Export.Status.DONE, expires_at__gt=timezone.now()
+    ).count()
+
+
+def export_delete(*, owner: AbstractBaseUser, export_id: int) -> bool:
+    """Delete one of the owner's finished (or failed) exports and its file; False when there is none.
+
+    An export in flight cannot be deleted: its worker is still writing the file.
+    """
+    export = Export.objects.filter(owner=owner, pk=export_id).exclude(status__in=Export.IN_FLIGHT).first()
+    if export is None:
+        return False
+    if export.file_name:
+        # The file first: a failure between the two leaves a row to delete again, never a lost file.
+        export_storage().delete(export.file_name)
+    export.delete()
+    logger.info("Export %r deleted by its owner.", export_id)
+    return True
+
+
 def export_prune_expired() -> int:
     """Delete expired exports and their files, and give up on stuck ones. Returns exports deleted.
 
     Safe to run twice: a file already gone is not an error, and a deleted export is not found again.
     """
     now = timezone.now()
-    _abandon_stuck(Export.objects.all())
+    runs_abandon(Export.objects.all(), stale=_stuck(), error=ABANDONED)
     retention = timedelta(hours=settings.EXPORT_RETENTION_HOURS)
     expired = Export.objects.filter(
         Q(expires_at__lt=now) | Q(status=Export.Status.FAILED, finished_at__lt=now - retention)
@@ -223,12 +243,7 @@ def export_prune_expired() -> int:
     return deleted
 
 
-def _abandon_stuck(exports: QuerySet[Export]) -> None:
-    """Mark failed the in-flight exports whose progress has not moved for EXPORT_STALE_AFTER_MS."""
-    now = timezone.now()
-    stuck_before = now - timedelta(milliseconds=settings.EXPORT_STALE_AFTER_MS)
-    stuck = exports.filter(status__in=Export.IN_FLIGHT).filter(
-        Q(updated_at__lt=stuck_before) | Q(updated_at__isnull=True, created_at__lt=stuck_before)
-    )
-    if count := stuck.update(status=Export.Status.FAILED, finished_at=now, error=ABANDONED):
-        logger.warning("Gave up %d export(s) whose progress stopped before %s.", count, stuck_before)
+def _stuck() -> Q:
+    """Exports whose progress has not moved for EXPORT_STALE_AFTER_MS (it moves with every chunk)."""
+    before = timezone.now() - timedelta(milliseconds=settings.EXPORT_STALE_AFTER_MS)
+    return Q(updated_at__lt=before) | Q(updated_at__isnull=True, created_at__lt=before)

@@ -8,4 +8,5 @@ urlpatterns = [
     path("start/", views.export_start, name="start"),
     path("<int:export_id>/row/", views.export_row, name="row"),
     path("<int:export_id>/download/", views.export_download, name="download"),
+    path("<int:export_id>/delete/", views.export_delete, name="delete"),
 ]

@@ -46,5 +46,10 @@ def task_run_recent(*, limit: int = 50, status: str | None = None) -> QuerySet[T
 
 
 def outbox_waiting() -> int:
-    """Messages committed but not yet accepted by SQS."""
-    return OutboxMessage.objects.count()
+    """Messages committed but not yet accepted by SQS, still in line for the relay."""
+    return OutboxMessage.objects.filter(set_aside_at__isnull=True).count()
+
+
+def outbox_set_aside(*, limit: int = 50) -> QuerySet[OutboxMessage]:
+    """Messages the relay gave up on after SQS kept refusing them, newest first, with their reasons."""
+    return OutboxMessage.objects.filter(set_aside_at__isnull=False).order_by("-set_aside_at", "-id")[:limit]

@@ -7,6 +7,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from web.core.outbox import outbox_set_aside_discard, outbox_set_aside_retry
 from web.ops import selectors, services
 from web.ops.models import TaskRun
 
@@ -21,6 +22,7 @@ def index(request: HttpRequest) -> HttpResponse:
         {
             "queues": selectors.queue_counts(broker=dramatiq.get_broker()),
             "outbox_waiting": selectors.outbox_waiting(),
+            "outbox_set_aside": selectors.outbox_set_aside(),
             "runs": selectors.task_run_recent(status=status),
             "statuses": TaskRun.Status.choices,
             "status": status,
@@ -35,6 +37,7 @@ def queues(request: HttpRequest) -> HttpResponse:
     context = {
         "queues": selectors.queue_counts(broker=dramatiq.get_broker()),
         "outbox_waiting": selectors.outbox_waiting(),
+        "outbox_set_aside": selectors.outbox_set_aside(),
     }
     return render(request, "ops/_queues.html", context)
 
@@ -50,4 +53,19 @@ def redrive(request: HttpRequest, queue_name: str) -> HttpResponse:
     except ValueError:
         raise Http404("No such queue.") from None
     messages.success(request, f"Sent {moved} dead letter(s) of {queue_name} back to be tried again.")
+    return redirect("ops:index")
+
+
+@staff_member_required
+@require_POST
+def outbox_set_aside(request: HttpRequest, row_id: int) -> HttpResponse:
+    """Send a set-aside outbox message again, or discard it."""
+    if request.POST.get("action") == "discard":
+        if not outbox_set_aside_discard(row_id=row_id):
+            raise Http404("No such set-aside message.")
+        messages.success(request, "Discarded the set-aside message; it will not be sent.")
+    else:
+        if not outbox_set_aside_retry(row_id=row_id):
+            raise Http404("No such set-aside message.")
+        messages.success(request, "The set-aside message is back in line; the relay sends it shortly.")
     return redirect("ops:index")

@@ -9,17 +9,15 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Q
 from django.utils import timezone
 
 from web.core.enqueue import enqueue_on_commit
-from web.reports.models import ReportRun
+from web.core.single_flight import run_claim, run_fail, run_start, runs_abandon
+from web.reports.models import ABANDONED, ReportRun
 from web.reports.stars import stars_report
 
 logger = logging.getLogger(__name__)
-
-#: The error a run gets when no worker finished it in time (the worker died, or the message was lost).
-ABANDONED = "No worker finished this run in time; it was given up so a new one could start."
 
 
 def report_request(*, requested_by: AbstractBaseUser | None = None) -> tuple[ReportRun, bool]:
@@ -31,20 +29,13 @@ def report_request(*, requested_by: AbstractBaseUser | None = None) -> tuple[Rep
     # Imported here because the actor's module imports this one (tasks -> web services).
     from tasks.regenerate_report import regenerate_report
 
-    for _ in range(3):
-        with transaction.atomic():
-            _abandon_stale_runs()
-            try:
-                with transaction.atomic():
-                    run = ReportRun.objects.create(requested_at=timezone.now(), requested_by=requested_by)
-            except IntegrityError:
-                running = ReportRun.objects.filter(status__in=ReportRun.IN_FLIGHT).first()
-                if running is not None:
-                    return running, False
-                continue  # the run that blocked us finished in between: try again
-            enqueue_on_commit(regenerate_report, run_id=run.pk)
-            return run, True
-    raise RuntimeError("Could not queue a report run: the in-flight slot kept changing hands.")
+    return run_start(
+        ReportRun.objects.all(),
+        create=lambda: ReportRun.objects.create(requested_at=timezone.now(), requested_by=requested_by),
+        stale=_stale(),
+        abandoned=ABANDONED,
+        started=lambda run: enqueue_on_commit(regenerate_report, run_id=run.pk),
+    )
 
 
 def report_regenerate(*, run_id: int | None) -> ReportRun | None:
@@ -53,7 +44,10 @@ def report_regenerate(*, run_id: int | None) -> ReportRun | None:
     Returns the finished run, or None when there was nothing to do: the run was already taken (a second
     delivery of the same message), or, for the schedule, a run is in flight or one finished recently.
     """
-    run = _claim(run_id) if run_id is not None else _claim_scheduled()
+    if run_id is not None:
+        run = run_claim(ReportRun.objects.all(), run_id=run_id)
+    else:
+        run = _claim_scheduled()
     if run is None:
         return None
     started = time.monotonic()
@@ -62,11 +56,11 @@ def report_regenerate(*, run_id: int | None) -> ReportRun | None:
     except BaseException as e:
         # BaseException: dramatiq's time limit interrupts the thread with one, and the run must not
         # stay "running" when that happens.
-        ReportRun.objects.filter(pk=run.pk).update(
-            status=ReportRun.Status.FAILED,
-            finished_at=timezone.now(),
+        run_fail(
+            ReportRun.objects.all(),
+            run_id=run.pk,
+            error=e,
             duration_ms=int((time.monotonic() - started) * 1000),
-            error=f"{type(e).__name__}: {e}"[:2000],
         )
         raise  # the actor's retries claim the failed run again
     ReportRun.objects.filter(pk=run.pk).update(
@@ -82,32 +76,11 @@ def report_regenerate(*, run_id: int | None) -> ReportRun | None:
     return run
 
 
-def _claim(run_id: int) -> ReportRun | None:
-    # A failed run can be claimed again so that the actor's retries (and a dead letter redriven from
-    # /ops/) work; a running or done one cannot, which is what makes a second delivery a no-op.
-    try:
-        with transaction.atomic():
-            claimed = ReportRun.objects.filter(
-                pk=run_id, status__in=[ReportRun.Status.QUEUED, ReportRun.Status.FAILED]
-            ).update(
-                status=ReportRun.Status.RUNNING,
-                started_at=timezone.now(),
-                attempts=F("attempts") + 1,
-                error="",
-            )
-    except IntegrityError:
-        claimed = 0  # a retry of a failed run, but someone else's run is in flight now
-    if not claimed:
-        logger.info("Report run %r is taken or finished already; nothing to do.", run_id)
-        return None
-    return ReportRun.objects.get(pk=run_id)
-
-
 def _claim_scheduled() -> ReportRun | None:
     now = timezone.now()
     fresh_since = now - timedelta(milliseconds=settings.REPORT_MIN_INTERVAL_MS)
     with transaction.atomic():
-        _abandon_stale_runs()
+        runs_abandon(ReportRun.objects.all(), stale=_stale(), error=ABANDONED)
         # Also what makes a repeated scheduled message harmless: the second finds the first's run.
         if (
             ReportRun.objects.filter(requested_at__gte=fresh_since)
@@ -126,8 +99,6 @@ def _claim_scheduled() -> ReportRun | None:
             return None
 
 
-def _abandon_stale_runs() -> None:
-    cutoff = timezone.now() - timedelta(milliseconds=settings.REPORT_STALE_AFTER_MS)
-    stale = ReportRun.objects.filter(status__in=ReportRun.IN_FLIGHT, requested_at__lt=cutoff)
-    if stale.update(status=ReportRun.Status.FAILED, finished_at=timezone.now(), error=ABANDONED):
-        logger.warning("Gave up report runs requested before %s: no worker finished them.", cutoff)
+def _stale() -> Q:
+    """Runs requested longer than REPORT_STALE_AFTER_MS ago: no report takes that long."""
+    return Q(requested_at__lt=timezone.now() - timedelta(milliseconds=settings.REPORT_STALE_AFTER_MS))

@@ -5,7 +5,12 @@ The trending page reads the latest successful poll; reports and exports read the
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.db import models
+
+#: The only pages the trending list links to; any other URL a poll stored is shown as plain text.
+LINK_SCHEME, LINK_HOST = "https", "github.com"
 
 
 class Poll(models.Model):
@@ -59,3 +64,15 @@ class RepositorySnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.rank} {self.full_name} ({self.stars} stars)"
+
+    @property
+    def link(self) -> str:
+        """html_url when it is an https page on github.com, else "": what GitHub sends is not trusted
+        to be a safe link (javascript:, another host, a look-alike such as github.com@example.com)."""
+        try:
+            parts = urlsplit(self.html_url)
+        except ValueError:
+            return ""
+        if parts.scheme == LINK_SCHEME and parts.netloc == LINK_HOST and parts.path.startswith("/"):
+            return self.html_url
+        return ""

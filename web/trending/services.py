@@ -1,5 +1,6 @@
-"""The GitHub client and the poll that stores what it returns.
+"""The GitHub poll: ask the client for the top 100, store what it returns, and ask for a new report.
 
+    trending_refresh()               # what the scheduled job does: one poll, then a report if it changed
     poll_github_top_repositories()   # one poll: fetch the top 100, store a snapshot, return the Poll
 
 Only the poll actor calls GitHub; pages read the stored rows (selectors.py). Every failure keeps the
@@ -8,227 +9,59 @@ previous rows and is recorded on the Poll, so the trending page can say what wen
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
-import httpx
-from django.conf import settings
+import dramatiq
 from django.db import transaction
 from django.utils import timezone
+from dramatiq.errors import ActorNotFound
 
+from web.core.enqueue import enqueue_on_commit
+from web.trending.github import (
+    GitHubError,
+    GitHubRateLimited,
+    NotModified,
+    Repository,
+    TopRepositories,
+    github_top_repositories_fetch,
+)
 from web.trending.models import Poll, RepositorySnapshot
 from web.trending.selectors import poll_latest_with_data, poll_rate_limit_hold
 
 logger = logging.getLogger(__name__)
 
-#: The search behind the page: every starred repository, most stars first, one page of 100.
-SEARCH_PATH = "/search/repositories"
-SEARCH_PARAMS = {"q": "stars:>1", "sort": "stars", "order": "desc", "per_page": "100"}
-#: The REST API version the parsing below was written against (rest/about-the-rest-api/api-versions).
-API_VERSION = "2022-11-28"
-#: GitHub rejects requests without a User-Agent (rest/using-the-rest-api/getting-started).
-USER_AGENT = "offload-trending-poll"
-#: How many repositories a poll keeps: one page of the search.
-TOP_N = 100
-#: A 429 without Retry-After or reset headers: GitHub says to wait at least a minute
-#: (rest/using-the-rest-api/rate-limits-for-the-rest-api).
-DEFAULT_RATE_LIMIT_WAIT = timedelta(minutes=1)
+#: The actor that recomputes the report from the snapshots; asked for after every poll that changed them.
+REPORT_ACTOR = "regenerate_report"
+#: The fields compared to tell a changed top 100 from an unchanged one.
+_COMPARED = ("github_id", "full_name", "description", "language", "license", "stars", "forks", "open_issues")
 
 
-# --- errors ----------------------------------------------------------------------------------------
-class GitHubError(Exception):
-    """The poll got no usable top 100 from GitHub; the message is what the trending page shows."""
+def trending_refresh() -> Poll | None:
+    """Poll GitHub; when the top 100 changed, ask for the report to be recomputed from it.
 
-
-class GitHubUnavailable(GitHubError):
-    """GitHub could not be reached, timed out, or answered with a server error: worth retrying."""
-
-
-class GitHubBadResponse(GitHubError):
-    """GitHub answered 200 with a body we cannot use: not JSON, the wrong shape, or incomplete."""
-
-
-class GitHubRejected(GitHubError):
-    """GitHub refused the request (a 4xx other than a rate limit): retrying gets the same answer."""
-
-
-class GitHubRateLimited(GitHubError):
-    """GitHub's rate limit is used up; no request should be made before retry_at."""
-
-    def __init__(self, message: str, *, retry_at: datetime) -> None:
-        super().__init__(message)
-        self.retry_at = retry_at
-
-
-# --- the client ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Repository:
-    github_id: int
-    full_name: str
-    html_url: str
-    description: str
-    language: str
-    license: str
-    stars: int
-    forks: int
-    open_issues: int
-
-
-@dataclass(frozen=True)
-class TopRepositories:
-    """A 200: the repositories, most starred first, and what to send back next time."""
-
-    repositories: tuple[Repository, ...]
-    etag: str
-    # Set when this answer used up the rate limit: the next request must wait until then.
-    retry_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class NotModified:
-    """A 304: the repositories are those the ETag we sent stands for."""
-
-    etag: str
-
-
-def github_top_repositories_fetch(*, etag: str = "") -> TopRepositories | NotModified:
-    """One search request to GITHUB_API_URL; raises a GitHubError subclass when it gives no data.
-
-    Retrying is left to the caller (the actor's Retries middleware): this makes exactly one request.
+    Returns the poll (None when skipped) and raises the poll's GitHubError, as
+    poll_github_top_repositories does.
     """
-    headers = {
-        "Accept": "application/vnd.github+json",
-        "X-GitHub-Api-Version": API_VERSION,
-        "User-Agent": USER_AGENT,
-    }
-    if settings.GITHUB_TOKEN:
-        headers["Authorization"] = f"Bearer {settings.GITHUB_TOKEN}"
-    if etag:
-        headers["If-None-Match"] = etag
-    timeout = httpx.Timeout(settings.GITHUB_TIMEOUT_MS / 1000)
+    poll = poll_github_top_repositories()
+    if poll is not None and poll.status == Poll.Status.CHANGED:
+        _report_request()
+    return poll
+
+
+def _report_request() -> None:
+    # By name: the report is another app's, and the poll must work without it.
     try:
-        with httpx.Client(base_url=settings.GITHUB_API_URL, headers=headers, timeout=timeout) as client:
-            response = client.get(SEARCH_PATH, params=SEARCH_PARAMS)
-    except httpx.TimeoutException:
-        raise GitHubUnavailable(f"GitHub did not answer within {settings.GITHUB_TIMEOUT_MS} ms.") from None
-    except httpx.HTTPError as error:
-        raise GitHubUnavailable(f"Could not reach GitHub at {settings.GITHUB_API_URL}: {error}") from None
-
-    now = timezone.now()
-    if response.status_code == httpx.codes.NOT_MODIFIED:
-        if not etag:
-            raise GitHubBadResponse("GitHub answered 304 Not Modified to a request without an ETag.")
-        return NotModified(etag=response.headers.get("ETag", etag))
-    if response.status_code in (httpx.codes.FORBIDDEN, httpx.codes.TOO_MANY_REQUESTS):
-        retry_at = _rate_limit_wait(response, now=now)
-        if retry_at is not None:
-            raise GitHubRateLimited(
-                f"GitHub's rate limit is used up until {retry_at:%H:%M:%S} UTC.", retry_at=retry_at
-            )
-    if response.status_code >= httpx.codes.INTERNAL_SERVER_ERROR:
-        raise GitHubUnavailable(f"GitHub answered {_status(response)}.")
-    if response.status_code != httpx.codes.OK:
-        raise GitHubRejected(f"GitHub answered {_status(response)}{_github_message(response)}")
-
-    repositories = _parse_search(response)
-    retry_at = None
-    if response.headers.get("x-ratelimit-remaining") == "0":
-        retry_at = _reset_time(response)
-    return TopRepositories(
-        repositories=repositories, etag=response.headers.get("ETag", ""), retry_at=retry_at
-    )
+        actor = dramatiq.get_broker().get_actor(REPORT_ACTOR)
+    except ActorNotFound:
+        logger.error(
+            "The GitHub data changed but no actor named %r is declared to update the report.", REPORT_ACTOR
+        )
+        return
+    enqueue_on_commit(actor)
 
 
-def _rate_limit_wait(response: httpx.Response, *, now: datetime) -> datetime | None:
-    """When a 403/429 is a rate limit, the time GitHub says to wait for; None for other refusals."""
-    retry_after = response.headers.get("Retry-After", "").strip()
-    if retry_after:
-        if retry_after.isdigit():
-            return now + timedelta(seconds=int(retry_after))
-        try:
-            return parsedate_to_datetime(retry_after).astimezone(UTC)
-        except (TypeError, ValueError):
-            pass
-    if response.headers.get("x-ratelimit-remaining") == "0":
-        return _reset_time(response) or now + DEFAULT_RATE_LIMIT_WAIT
-    if response.status_code == httpx.codes.TOO_MANY_REQUESTS:
-        return now + DEFAULT_RATE_LIMIT_WAIT
-    return None
-
-
-def _reset_time(response: httpx.Response) -> datetime | None:
-    reset = response.headers.get("x-ratelimit-reset", "").strip()
-    if not reset.isdigit():
-        return None
-    return datetime.fromtimestamp(int(reset), tz=UTC)
-
-
-def _status(response: httpx.Response) -> str:
-    return f"{response.status_code} {response.reason_phrase}".strip()
-
-
-def _github_message(response: httpx.Response) -> str:
-    try:
-        message = response.json().get("message")
-    except (ValueError, AttributeError):
-        return "."
-    return f": {message}" if isinstance(message, str) and message else "."
-
-
-def _parse_search(response: httpx.Response) -> tuple[Repository, ...]:
-    try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise GitHubBadResponse("GitHub's answer was not valid JSON.") from None
-    if not isinstance(body, dict) or not isinstance(body.get("items"), list):
-        raise GitHubBadResponse("GitHub's answer had no list of repositories.")
-    # GitHub's search gives up on slow queries and says so: a partial top 100 would rank wrongly.
-    if body.get("incomplete_results") is not False:
-        raise GitHubBadResponse("GitHub's search timed out and returned incomplete results.")
-    items = body["items"][:TOP_N]
-    try:
-        return tuple(_repository(item) for item in items)
-    except (AttributeError, KeyError, TypeError, ValueError) as error:
-        raise GitHubBadResponse(f"GitHub's answer had a malformed repository ({error}).") from None
-
-
-def _repository(item: dict[str, Any]) -> Repository:
-    license_ = item.get("license") or {}
-    spdx_id = license_.get("spdx_id") or ""
-    # "NOASSERTION" is GitHub's word for a license it could not identify; its name says "Other".
-    license_name = (license_.get("name") or "") if spdx_id in ("", "NOASSERTION") else spdx_id
-    return Repository(
-        github_id=_number(item, "id"),
-        full_name=_text(item, "full_name"),
-        html_url=_text(item, "html_url"),
-        description=item.get("description") or "",
-        language=item.get("language") or "",
-        license=str(license_name)[:100],
-        stars=_number(item, "stargazers_count"),
-        forks=_number(item, "forks_count"),
-        open_issues=_number(item, "open_issues_count"),
-    )
-
-
-def _number(item: dict[str, Any], key: str) -> int:
-    value = item[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{key} is {value!r}")
-    return value
-
-
-def _text(item: dict[str, Any], key: str) -> str:
-    value = item[key]
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{key} is {value!r}")
-    return value
-
-
-# --- the poll --------------------------------------------------------------------------------------
 def poll_github_top_repositories() -> Poll | None:
     """Fetch the top 100 and store them as a snapshot; the finished Poll, or None when skipped.
 
@@ -251,33 +84,30 @@ def poll_github_top_repositories() -> Poll | None:
         logger.warning("GitHub poll %r rate limited until %s.", poll.pk, error.retry_at.isoformat())
         raise
     except GitHubError as error:
+        # The page shows the plain message; the cause goes to this one line (no traceback: a failing
+        # GitHub is expected, and the actor's retries log nothing more).
         _poll_finish(poll, status=Poll.Status.FAILED, error=str(error))
-        logger.warning("GitHub poll %r failed: %s", poll.pk, error)
+        logger.warning(
+            "GitHub poll %r failed: %s%s", poll.pk, error, f" ({error.detail})" if error.detail else ""
+        )
         raise
 
     if isinstance(result, NotModified):
         _poll_finish(poll, status=Poll.Status.NOT_MODIFIED, etag=result.etag)
         logger.info("GitHub poll %r: not modified since poll %r.", poll.pk, previous.pk if previous else None)
         return poll
+    _store_snapshot(poll, result, previous=previous)
+    logger.info("GitHub poll %r stored %d repositories (%s).", poll.pk, len(result.repositories), poll.status)
+    return poll
 
+
+def _store_snapshot(poll: Poll, result: TopRepositories, *, previous: Poll | None) -> None:
+    """Store a 200's repositories as the poll's rows and finish it as changed or unchanged."""
     changed = previous is None or _rows(result.repositories) != _stored_rows(previous)
     with transaction.atomic():
         fetched_at = timezone.now()
         RepositorySnapshot.objects.bulk_create(
-            RepositorySnapshot(
-                poll=poll,
-                fetched_at=fetched_at,
-                rank=rank,
-                github_id=repository.github_id,
-                full_name=repository.full_name,
-                html_url=repository.html_url,
-                description=repository.description,
-                language=repository.language,
-                license=repository.license,
-                stars=repository.stars,
-                forks=repository.forks,
-                open_issues=repository.open_issues,
-            )
+            _snapshot(poll, fetched_at, rank, repository)
             for rank, repository in enumerate(result.repositories, start=1)
         )
         _poll_finish(
@@ -288,8 +118,23 @@ def poll_github_top_repositories() -> Poll | None:
             retry_at=result.retry_at,
             finished_at=fetched_at,
         )
-    logger.info("GitHub poll %r stored %d repositories (%s).", poll.pk, len(result.repositories), poll.status)
-    return poll
+
+
+def _snapshot(poll: Poll, fetched_at: datetime, rank: int, repository: Repository) -> RepositorySnapshot:
+    return RepositorySnapshot(
+        poll=poll,
+        fetched_at=fetched_at,
+        rank=rank,
+        github_id=repository.github_id,
+        full_name=repository.full_name,
+        html_url=repository.html_url,
+        description=repository.description,
+        language=repository.language,
+        license=repository.license,
+        stars=repository.stars,
+        forks=repository.forks,
+        open_issues=repository.open_issues,
+    )
 
 
 def _poll_finish(
@@ -309,9 +154,6 @@ def _poll_finish(
     poll.retry_at = retry_at
     poll.finished_at = finished_at or timezone.now()
     poll.save(update_fields=["status", "error", "etag", "repository_count", "retry_at", "finished_at"])
-
-
-_COMPARED = ("github_id", "full_name", "description", "language", "license", "stars", "forks", "open_issues")
 
 
 def _rows(repositories: tuple[Repository, ...]) -> list[tuple[Any, ...]]:

@@ -6,7 +6,7 @@ from typing import Any
 import dramatiq
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connections
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from brokers import SQSBroker
@@ -14,9 +14,9 @@ from brokers.localsqs import LocalSQSServer
 from tasks.echo import echo
 from tests.conftest import project_actors_on
 from tests.web.images.conftest import jpeg_bytes
-from web.core.enqueue import resume_direct_sends, wait_for_background_sends
+from web.core.enqueue import wait_for_background_sends
 from web.core.models import OutboxMessage
-from web.core.outbox import outbox_relay
+from web.core.outbox import outbox_relay, resume_direct_sends
 from web.images.models import Image
 
 
@@ -32,6 +32,20 @@ class _Finished(dramatiq.Middleware):
     ) -> None:
         if message.actor_name == self.actor_name and exception is None:
             self.event.set()
+
+
+def left_in_outbox(*messages: dramatiq.Message) -> list[OutboxMessage]:
+    """Rows due now, as a web process leaves them when it dies between its commit and its send."""
+    return OutboxMessage.objects.bulk_create(
+        OutboxMessage(
+            queue_name=m.queue_name,
+            actor_name=m.actor_name,
+            message_id=m.message_id,
+            body=m.encode().decode(),
+            available_at=timezone.now(),
+        )
+        for m in messages
+    )
 
 
 @pytest.fixture
@@ -92,15 +106,7 @@ def test_a_message_left_in_the_outbox_by_a_process_that_died_after_commit_is_sen
     settings.OUTBOX_RELAY_INTERVAL_MS = 100
     finished = _Finished("echo")
     broker.add_middleware(finished)
-    message = echo.message("left behind")
-    # What a web process leaves when it dies between its commit and its send.
-    OutboxMessage.objects.create(
-        queue_name=message.queue_name,
-        actor_name=message.actor_name,
-        message_id=message.message_id,
-        body=message.encode().decode(),
-        available_at=timezone.now(),
-    )
+    left_in_outbox(echo.message("left behind"))
     caplog.set_level(logging.INFO)
     worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
     worker.start()
@@ -115,17 +121,7 @@ def test_a_message_left_in_the_outbox_by_a_process_that_died_after_commit_is_sen
 
 @pytest.mark.django_db(transaction=True)
 def test_relays_running_at_once_send_each_outbox_row_once(broker):
-    messages = [echo.message(f"row {i}") for i in range(25)]
-    OutboxMessage.objects.bulk_create(
-        OutboxMessage(
-            queue_name=m.queue_name,
-            actor_name=m.actor_name,
-            message_id=m.message_id,
-            body=m.encode().decode(),
-            available_at=timezone.now(),
-        )
-        for m in messages
-    )
+    left_in_outbox(*(echo.message(f"row {i}") for i in range(25)))
     start = threading.Barrier(3)
     sent: list[int] = []
 
@@ -143,3 +139,66 @@ def test_relays_running_at_once_send_each_outbox_row_once(broker):
     assert sum(sent) == 25
     assert broker.queue_counts("default")["visible"] == 25
     assert not OutboxMessage.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_attempts_that_cannot_reach_sqs_do_not_count_so_an_outage_sets_nothing_aside(
+    own_sqs, own_broker, settings
+):
+    settings.OUTBOX_MAX_ATTEMPTS = 1
+    own_broker.queue_url("default")
+    left_in_outbox(echo.message("through an outage"))
+    port = own_sqs["server"].port
+    own_sqs["server"].stop()
+
+    assert outbox_relay(broker=own_broker) == 0
+
+    row = OutboxMessage.objects.get()
+    assert row.set_aside_at is None
+    assert row.attempts == 0
+    assert "ConnectionClosed" in row.last_error
+    own_sqs["server"] = LocalSQSServer("127.0.0.1", port).start()
+    OutboxMessage.objects.update(available_at=timezone.now())  # its pause is over
+    assert outbox_relay(broker=own_broker) == 1
+    assert not OutboxMessage.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_relay_passes_over_rows_another_relay_is_claiming_instead_of_waiting_for_them(broker):
+    if not connection.features.has_select_for_update_skip_locked:
+        pytest.skip("Only a database with SKIP LOCKED (Postgres) lets two claims run side by side.")
+    rows = left_in_outbox(*(echo.message(f"row {i}") for i in range(20)))
+    held_ids = [row.pk for row in rows[:10]]
+    held, release = threading.Event(), threading.Event()
+    sent: list[int] = []
+
+    def other_relay_claiming() -> None:
+        try:
+            with transaction.atomic():
+                list(OutboxMessage.objects.select_for_update().filter(pk__in=held_ids))
+                held.set()
+                release.wait(timeout=30)
+        finally:
+            connections.close_all()
+
+    def relay() -> None:
+        try:
+            sent.append(outbox_relay(broker=broker))
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=other_relay_claiming)
+    holder.start()
+    try:
+        assert held.wait(timeout=10)
+        relaying = threading.Thread(target=relay)
+        relaying.start()
+        relaying.join(timeout=20)
+        assert not relaying.is_alive(), "the relay waited for rows another relay holds"
+    finally:
+        release.set()
+        holder.join(timeout=30)
+
+    assert sent == [10]
+    assert sorted(OutboxMessage.objects.values_list("pk", flat=True)) == held_ids
+    assert broker.queue_counts("default")["visible"] == 10

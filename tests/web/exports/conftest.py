@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from django.utils import timezone
 
+from web.exports.models import Export
 from web.exports.s3 import exports_on_s3
 
 
@@ -60,3 +63,20 @@ def other_user(django_user_model: Any) -> Any:
 def make_user(model: Any) -> Any:
     name = f"u{uuid.uuid4().hex[:8]}"
     return model.objects.create_user(username=name, email=f"{name}@example.com", password="pw-123456!")
+
+
+def finished_export(owner: Any, export_dir: Path, *, expires_in: timedelta = timedelta(days=1)) -> Export:
+    """A finished export of `owner` and its file in export_dir, expiring after `expires_in`."""
+    now = timezone.now()
+    export = Export.objects.create(
+        owner=owner,
+        created_at=now - timedelta(days=8),
+        finished_at=now - timedelta(days=7),
+        expires_at=now + expires_in,
+        status=Export.Status.DONE,
+        file_name=f"{owner.pk}/snapshot-history-{uuid.uuid4().hex[:6]}.csv",
+    )
+    path = export_dir / export.file_name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("poll_id\n1\n", encoding="utf-8")
+    return export

@@ -8,18 +8,12 @@ import pytest
 from django.utils import timezone
 
 from tasks.export_csv import export_csv
-from web.core.enqueue import wait_for_background_sends
+from tests.waiting import sent_and_done
+from tests.web.exports.conftest import finished_export
 from web.exports.models import Export
 from web.exports.services import COLUMNS
 from web.reports.demo_data import demo_history_create
 from web.trending.models import RepositorySnapshot
-
-
-def sent_and_done(broker, actor) -> None:
-    """Wait until the request's messages reached SQS (a slow send may outlive the request), then until
-    the worker has processed them all."""
-    assert wait_for_background_sends()
-    broker.join(actor.queue_name, timeout=30_000)
 
 
 def download(client, export: Export) -> list[dict[str, str]]:
@@ -146,7 +140,8 @@ def test_a_running_row_polls_for_progress_and_a_finished_one_stops(client, user)
     assert '<progress max="100" value="25"' in running
     assert "100 of 400 rows" in running
     assert "hx-get" not in failed
-    assert "ClientError: NoSuchBucket" in failed
+    assert "Something went wrong while writing this export. Start a new one." in failed
+    assert "NoSuchBucket" not in failed, "the cause is for operators, not on the page"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -170,3 +165,72 @@ def test_an_export_whose_worker_died_does_not_block_a_new_one(client, user, brok
     assert stuck.status == Export.Status.FAILED
     assert "The worker stopped while writing this export" in page
     assert Export.objects.filter(status=Export.Status.QUEUED).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_export_says_so_plainly_to_its_owner_and_its_cause_shows_on_ops(
+    client, admin_client, user, broker, worker, settings, sqs_endpoint
+):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "exports": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": "no-such-bucket",
+                "endpoint_url": sqs_endpoint,
+                "region_name": "us-east-1",
+                "addressing_style": "path",
+            },
+        },
+    }
+    demo_history_create(polls=1, end=timezone.now())
+    export = Export.objects.create(owner=user, created_at=timezone.now())
+    client.force_login(user)
+
+    export_csv.send_with_options(kwargs={"export_id": export.pk}, max_retries=0)
+    broker.join(export_csv.queue_name, timeout=30_000)
+
+    page = client.get("/exports/").content.decode()
+    assert "Something went wrong while writing this export. Start a new one." in page
+    assert "NoSuchBucket" not in page
+    assert "NoSuchBucket" in admin_client.get("/ops/").content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_at_the_cap_of_kept_exports_the_page_says_to_delete_one_and_deleting_one_makes_room(
+    client, user, broker, settings, local_export_storage
+):
+    settings.EXPORT_MAX_KEPT_PER_USER = 2
+    oldest = finished_export(user, local_export_storage)
+    finished_export(user, local_export_storage)
+    client.force_login(user)
+
+    refused = client.post("/exports/start/", follow=True).content.decode()
+
+    assert "You already keep 2 finished exports, the most allowed." in refused
+    assert "Delete one you no longer need to start another." in refused
+    assert "You keep 2 of at most 2 finished exports: delete one to start another." in refused
+    assert Export.objects.count() == 2
+
+    deleted = client.post(f"/exports/{oldest.pk}/delete/", follow=True).content.decode()
+    assert "The export and its file are deleted." in deleted
+    assert not (local_export_storage / oldest.file_name).exists()
+    started = client.post("/exports/start/", follow=True).content.decode()
+    assert "Your export has started" in started
+    assert Export.objects.filter(status=Export.Status.QUEUED).count() == 1
+
+
+@pytest.mark.django_db
+def test_only_the_owner_can_delete_an_export_and_never_one_being_written(
+    client, user, other_user, local_export_storage
+):
+    kept = finished_export(user, local_export_storage)
+    running = Export.objects.create(owner=user, created_at=timezone.now(), status=Export.Status.RUNNING)
+
+    client.force_login(other_user)
+    assert client.post(f"/exports/{kept.pk}/delete/").status_code == 404
+    client.force_login(user)
+    assert client.post(f"/exports/{running.pk}/delete/").status_code == 404
+
+    assert Export.objects.count() == 2
+    assert (local_export_storage / kept.file_name).exists()

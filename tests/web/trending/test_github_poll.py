@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
 
-from tests.trending.fake_github import FakeGitHub, repository_items, search_body
+from tests.web.trending.fake_github import FakeGitHub, repository_items, search_body
+from web.trending.github import GitHubBadResponse, GitHubRateLimited, GitHubRejected, GitHubUnavailable
 from web.trending.models import Poll, RepositorySnapshot
 from web.trending.selectors import trending_get
-from web.trending.services import (
-    GitHubBadResponse,
-    GitHubRateLimited,
-    GitHubRejected,
-    GitHubUnavailable,
-    poll_github_top_repositories,
-)
+from web.trending.services import poll_github_top_repositories
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def github(settings) -> Iterator[FakeGitHub]:
-    with FakeGitHub() as fake:
-        settings.GITHUB_API_URL = fake.url
-        settings.GITHUB_TOKEN = None
-        settings.GITHUB_TIMEOUT_MS = 5_000
-        yield fake
 
 
 def _poll_with_data(github: FakeGitHub, *, etag: str = '"v1"') -> Poll:
@@ -183,7 +169,7 @@ def test_a_403_that_is_not_a_rate_limit_is_a_refusal_that_is_not_retried(github)
             200,
             search_body([{**repository_items(1)[0], "stargazers_count": "many"}]),
             GitHubBadResponse,
-            "GitHub's answer had a malformed repository (stargazers_count is 'many').",
+            "GitHub's answer had a malformed repository.",
         ),
     ],
     ids=["server-error", "truncated-json", "not-utf8", "no-items", "incomplete-results", "malformed-item"],
@@ -216,7 +202,9 @@ def test_an_unreachable_github_is_a_failure_worth_retrying(github, settings):
     with pytest.raises(GitHubUnavailable, match="Could not reach GitHub"):
         poll_github_top_repositories()
 
-    assert Poll.objects.get().status == Poll.Status.FAILED
+    poll = Poll.objects.get()
+    assert poll.status == Poll.Status.FAILED
+    assert poll.error == "Could not reach GitHub.", "the page says it plainly; the cause is logged"
 
 
 def test_an_answer_that_used_the_last_request_of_the_rate_limit_makes_the_next_poll_wait(github):
@@ -234,3 +222,64 @@ def test_an_answer_that_used_the_last_request_of_the_rate_limit_makes_the_next_p
     assert stored.retry_at == datetime.fromtimestamp(reset, tz=UTC)
     assert poll_github_top_repositories() is None
     assert len(github.received) == 1
+
+
+def test_the_details_of_a_failure_go_to_one_log_line_and_not_to_the_page(github, caplog):
+    caplog.set_level(logging.INFO, logger="web.trending")
+    github.answer(200, search_body([{**repository_items(1)[0], "stargazers_count": "many"}]))
+
+    with pytest.raises(GitHubBadResponse):
+        poll_github_top_repositories()
+
+    assert Poll.objects.get().error == "GitHub's answer had a malformed repository."
+    (line,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "stargazers_count is 'many'" in line.getMessage()
+    assert line.exc_info is None
+
+
+@pytest.mark.parametrize("send_length", [True, False], ids=["with-content-length", "streamed-to-close"])
+def test_an_answer_larger_than_the_cap_is_refused_without_reading_it_all(github, settings, send_length):
+    settings.GITHUB_MAX_RESPONSE_BYTES = 10_000
+    body = search_body(repository_items())  # about 39 kB
+
+    github.answer(200, body, {"ETag": '"v1"'}, send_length=send_length)
+
+    with pytest.raises(GitHubBadResponse, match="larger than the 10,000 bytes the poll accepts"):
+        poll_github_top_repositories()
+    assert Poll.objects.get().status == Poll.Status.FAILED
+    assert not RepositorySnapshot.objects.exists()
+
+
+def test_a_server_that_drips_its_answer_is_cut_off_at_the_deadline(github, settings):
+    settings.GITHUB_DEADLINE_MS = 300
+    # Each byte comes well within the read timeout, but the whole answer would take minutes.
+    github.answer(200, search_body(repository_items()), drip_bytes=100, drip_pause_s=0.05)
+
+    with pytest.raises(GitHubUnavailable, match="GitHub did not finish answering within 300 ms"):
+        poll_github_top_repositories()
+    assert Poll.objects.get().error == "GitHub did not finish answering within 300 ms."
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("full_name", "o/" + "n" * 300),
+        ("html_url", "https://github.com/" + "p" * 300),
+        ("forks_count", 2**31),
+    ],
+    ids=["name-too-long", "url-too-long", "count-too-large"],
+)
+def test_a_value_too_large_for_its_column_is_a_malformed_answer_on_every_database(github, field, value):
+    github.answer(200, search_body([{**repository_items(1)[0], field: value}]))
+
+    with pytest.raises(GitHubBadResponse, match="malformed repository"):
+        poll_github_top_repositories()
+    assert not RepositorySnapshot.objects.exists()
+
+
+def test_nul_characters_that_postgres_cannot_store_are_dropped_from_descriptions(github):
+    github.answer(200, search_body([{**repository_items(1)[0], "description": "bad\x00byte"}]))
+
+    poll_github_top_repositories()
+
+    assert RepositorySnapshot.objects.get().description == "badbyte"

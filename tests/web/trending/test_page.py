@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from tests.trending.fake_github import FakeGitHub, repository_items, search_body
+from tests.web.trending.fake_github import repository_items, search_body
+from web.trending.github import GitHubUnavailable
 from web.trending.models import Poll
-from web.trending.services import GitHubUnavailable, poll_github_top_repositories
+from web.trending.services import poll_github_top_repositories
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def github(settings) -> Iterator[FakeGitHub]:
-    with FakeGitHub() as fake:
-        settings.GITHUB_API_URL = fake.url
-        settings.GITHUB_TOKEN = None
-        yield fake
 
 
 def test_before_the_first_poll_the_page_says_the_list_is_coming(client, github):
@@ -106,3 +98,28 @@ def test_a_success_after_a_failure_clears_the_message(client, github):
 
     assert "The last poll failed" not in html
     assert html.count("<tr>") == 101
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(document.cookie)",
+        "http://github.com/owner/plain-http",
+        "https://example.com/owner/elsewhere",
+        "https://github.com@example.com/owner/look-alike",
+        "https://github.com.example.com/owner/look-alike",
+    ],
+)
+def test_a_repository_whose_url_is_not_an_https_page_on_github_is_listed_without_a_link(client, github, url):
+    items = repository_items(2)
+    items[1]["html_url"] = url
+    github.answer(200, search_body(items), {"ETag": '"v1"'})
+    poll_github_top_repositories()
+
+    html = client.get("/trending/").content.decode()
+
+    table = html[html.index('<table id="repositories">') :]
+    assert f'<a href="{items[0]["html_url"]}">{items[0]["full_name"]}</a>' in table
+    assert f"<td>{items[1]['full_name']}<br>" in table, "the name is still shown, as text"
+    assert table.count("<a href=") == 1
+    assert url not in table

@@ -21,6 +21,11 @@ class Answer:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    #: Without a Content-Length the body simply ends when the connection closes (HTTP/1.0).
+    send_length: bool = True
+    #: Send the body `drip_bytes` at a time with `drip_pause_s` between: a server that never quite stops.
+    drip_bytes: int = 0
+    drip_pause_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -47,14 +52,17 @@ class FakeGitHub:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def answer(self, status: int, body: Any = b"", headers: dict[str, str] | None = None) -> None:
-        """Queue the answer to the next request; dicts and lists are sent as JSON."""
+    def answer(
+        self, status: int, body: Any = b"", headers: dict[str, str] | None = None, **options: Any
+    ) -> None:
+        """Queue the answer to the next request; dicts and lists are sent as JSON. `options` are
+        Answer's: send_length, drip_bytes, drip_pause_s."""
         if not isinstance(body, bytes | str):
             body = json.dumps(body)
         if isinstance(body, str):
             body = body.encode()
         with self._lock:
-            self._answers.append(Answer(status, body, headers or {}))
+            self._answers.append(Answer(status, body, headers or {}, **options))
 
     def __enter__(self) -> FakeGitHub:
         self._thread.start()
@@ -81,9 +89,19 @@ class FakeGitHub:
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(answer.body)))
+                if answer.send_length:
+                    self.send_header("Content-Length", str(len(answer.body)))
                 self.end_headers()
-                self.wfile.write(answer.body)
+                if not answer.drip_bytes:
+                    self.wfile.write(answer.body)
+                    return
+                try:
+                    for start in range(0, len(answer.body), answer.drip_bytes):
+                        self.wfile.write(answer.body[start : start + answer.drip_bytes])
+                        self.wfile.flush()
+                        time.sleep(answer.drip_pause_s)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up, as it should
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # the test reads `received` instead
