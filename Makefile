@@ -4,7 +4,7 @@ BIN := $(abspath $(VENV))/bin
 # .python-version names the interpreter; pyenv (when present) resolves it, else any python3.12+ on PATH.
 SYSTEM_PYTHON ?= $(shell pyenv which python3 2>/dev/null || command -v python3.13 || command -v python3.12 || command -v python3)
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean lambda-package
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(SYSTEM_PYTHON) -m venv $(VENV)
@@ -16,11 +16,13 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python deploy/check.py
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python deploy/check.py
 
 format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .
@@ -32,8 +34,12 @@ run: $(VENV)/.installed
 	PATH=$(BIN):$$PATH AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
 		SQS_ENDPOINT_URL=http://127.0.0.1:9324 $(BIN)/honcho start -f Procfile.dev
 
+# build/lambda/offload-lambda.zip for deploy/template.yaml: Linux x86_64 wheels, whatever this machine is.
+lambda-package: $(VENV)/.installed
+	$(BIN)/python deploy/package.py
+
 bench: $(VENV)/.installed
 	PATH=$(BIN):$$PATH $(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles
+	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles build
