@@ -115,7 +115,9 @@ def scheduled_time(event: dict[str, Any]) -> datetime:
     attribute <aws.scheduler.scheduled-time>); an EventBridge rule sends "time". With neither (a
     manual invoke with an empty event) it is now.
     """
-    raw = event.get("scheduledTime", event.get("time")) if isinstance(event, dict) else None
+    if not isinstance(event, dict):
+        raise ValueError(f"The scheduler event must be a JSON object, not {type(event).__name__}.")
+    raw = event.get("scheduledTime", event.get("time"))
     if raw is None:
         return datetime.now(UTC)
     try:

@@ -63,3 +63,8 @@ def test_an_invocation_with_an_unreadable_time_is_refused_with_the_reason_and_en
         scheduler_handler({**sample("scheduler"), "scheduledTime": bad}, LambdaContext())
 
     assert not ScheduledRun.objects.exists()
+
+
+def test_an_invocation_whose_event_is_no_object_is_refused_with_the_reason(broker):
+    with pytest.raises(ValueError, match="must be a JSON object, not list"):
+        scheduler_handler(["2026-03-02T12:00:00Z"], LambdaContext())
