@@ -10,6 +10,7 @@ import random
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -25,6 +26,8 @@ from web.core.models import OutboxMessage
 from web.images.models import Image
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def queued_messages(broker, queue_name: str = "default") -> list[dict]:
@@ -160,7 +163,11 @@ def test_a_stylesheet_and_a_script_are_served_from_the_collected_static_files_as
         "SQS_ENDPOINT_URL": sqs_endpoint,
     }
     subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], env=env, check=True, timeout=120
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=120,
     )
     manifest = json.loads((static_root / "staticfiles.json").read_text())["paths"]
     css, js = manifest["web/site.css"], manifest["vendor/htmx/htmx.min.js"]
@@ -172,6 +179,7 @@ def test_a_stylesheet_and_a_script_are_served_from_the_collected_static_files_as
     run = subprocess.run(
         [sys.executable, "-m", "tests.aws_lambda.invoke", "web_handler"],
         input=json.dumps(events),
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
