@@ -35,8 +35,8 @@ from django.db import close_old_connections  # noqa: E402
 from scheduler.jobs import schedule  # noqa: E402
 from scheduler.tick import schedule_tick  # noqa: E402
 
-# The site's enqueue and outbox services: imported here and nowhere else in this module, so that a
-# move of either is a one-line change.
+# The site's enqueue and outbox services, imported in this one place so that a rename of either
+# module is a one-line change.
 from web.core.enqueue import wait_for_background_sends  # noqa: E402
 from web.core.outbox import RELAY_BATCH, outbox_relay  # noqa: E402
 
