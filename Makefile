@@ -4,7 +4,7 @@ BIN := $(abspath $(VENV))/bin
 # .python-version names the interpreter; pyenv (when present) resolves it, else any python3.12+ on PATH.
 SYSTEM_PYTHON ?= $(shell pyenv which python3 2>/dev/null || command -v python3.13 || command -v python3.12 || command -v python3)
 
-.PHONY: run test test-sqlite test-postgres lint format bench clean
+.PHONY: run test test-sqlite test-postgres lint format bench clean lambda-package
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(SYSTEM_PYTHON) -m venv $(VENV)
@@ -30,11 +30,13 @@ test-sqlite: $(VENV)/.installed
 test-postgres: $(VENV)/.installed
 	$(BIN)/python -m tests.postgres -- $(PYTEST)
 
-# ruff (lint, complexity, format) and mypy on the packages pyproject.toml's [tool.mypy] names.
+# ruff (lint, complexity, format), mypy on the packages pyproject.toml's [tool.mypy] names, and the
+# deployment template (cfn-lint and the SAM transform, offline).
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python deploy/check.py
 
 format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .
@@ -57,8 +59,12 @@ run: $(VENV)/.installed .env
 	} > $@.tmp && mv $@.tmp $@
 	@echo "Wrote $@ (DEBUG and a SECRET_KEY for local work)."
 
+# build/lambda/offload-lambda.zip for deploy/template.yaml: Linux x86_64 wheels, whatever this machine is.
+lambda-package: $(VENV)/.installed
+	$(BIN)/python deploy/package.py
+
 bench: $(VENV)/.installed
 	PATH=$(BIN):$$PATH $(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles
+	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles build

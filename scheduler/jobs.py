@@ -55,6 +55,20 @@ class Job:
             latest = slot
         return latest
 
+    def due_slot(self, now: datetime, *, last_slot: datetime | None) -> datetime | None:
+        """The slot a scheduler looking at `now` should run, given the slot of the job's last run.
+
+        The latest slot inside the misfire grace; failing that, for a job with `catch_up_after`
+        whose last run is older than that (or that never ran), the latest slot inside it. None when
+        nothing is due. Whether that slot already ran is for the (job, slot) record to say.
+        """
+        slot = self.latest_slot(now, within=self.misfire_grace)
+        if slot is not None or self.catch_up_after is None:
+            return slot
+        if last_slot is None or now - last_slot >= self.catch_up_after:
+            return self.latest_slot(now, within=self.catch_up_after)
+        return None
+
 
 def every(interval: timedelta) -> IntervalTrigger:
     """Slots every `interval`, aligned to SLOT_ANCHOR rather than to when the process started."""

@@ -214,11 +214,8 @@ class SchedulerProcess:
             return
         now = datetime.now(UTC)
         for job in self.jobs:
-            slot = job.latest_slot(now, within=job.misfire_grace)
-            if slot is None and job.catch_up_after is not None:
-                last = _with_fresh_connection(partial(scheduled_run_last_slot, job_name=job.name))
-                if last is None or now - last >= job.catch_up_after:
-                    slot = job.latest_slot(now, within=job.catch_up_after)
+            last = _with_fresh_connection(partial(scheduled_run_last_slot, job_name=job.name))
+            slot = job.due_slot(now, last_slot=last)
             if slot is not None:
                 self._enqueue(job, slot)
         logger.info("Scheduler %r caught up.", self.holder)

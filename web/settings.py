@@ -356,3 +356,22 @@ else:
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": MEDIA_ROOT / "exports", "base_url": None},
     }
+
+# --- Site: uploaded media ------------------------------------------------------------------------
+# Uploaded images live in STORAGES["default"]: files under MEDIA_ROOT, or an S3 bucket when
+# MEDIA_S3_BUCKET is set (AWS Lambda has no disk its functions share). Private either way: the
+# owner-checked views serve them.
+MEDIA_S3_BUCKET = env_optional("MEDIA_S3_BUCKET")
+if MEDIA_S3_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": MEDIA_S3_BUCKET,
+            "location": env_str("MEDIA_S3_PREFIX", "media"),
+            "endpoint_url": env_optional("MEDIA_S3_ENDPOINT_URL"),
+            "region_name": AWS_REGION,
+            "addressing_style": env_str("MEDIA_S3_ADDRESSING_STYLE", "path"),
+            "signature_version": "s3v4",
+            "default_acl": None,
+        },
+    }
