@@ -24,7 +24,6 @@ import httpx
 from django.conf import settings
 from django.utils import timezone
 
-
 #: The search behind the page: every starred repository, most stars first, one page of 100.
 SEARCH_PATH = "/search/repositories"
 SEARCH_PARAMS = {"q": "stars:>1", "sort": "stars", "order": "desc", "per_page": "100"}
