@@ -247,7 +247,11 @@ class SQSEventHandler:
         try:
             actor = self.broker.get_actor(message.actor_name)
         except ActorNotFound as e:
-            logger.error("Received message for undefined actor %r; moving it to the dead-letter queue.", e)
+            logger.error(
+                "Received message %r for undefined actor %r; moving it to the dead-letter queue.",
+                message.message_id,
+                message.actor_name,
+            )
             received.fail()
             reason = Reason.for_failure(message, queue, e)
             return self._dead_letter(queue, failed_body(message, queue), reason, message.message_id)
