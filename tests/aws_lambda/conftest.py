@@ -72,7 +72,7 @@ class Actors:
 
 @pytest.fixture
 def actors(broker: Any) -> Actors:
-    """On the test broker: `flaky` always fails (2 retries, 1-2 s backoff), `ordered` runs on a FIFO
+    """On the test broker: `flaky` always fails (2 retries, 1.5-4 s backoff), `ordered` runs on a FIFO
     queue and fails for "bad", `slow` works until it is stopped."""
     seen = Actors()
 
@@ -90,7 +90,8 @@ def actors(broker: Any) -> Actors:
         while True:  # work that takes longer than any invocation allows; stopped by the time limit
             time.sleep(0.05)
 
-    dramatiq.actor(flaky, broker=broker, max_retries=2, min_backoff=1_000, max_backoff=2_000)
+    # A first backoff of 1.5-3 s: long enough to see the retry delayed, short enough to wait for.
+    dramatiq.actor(flaky, broker=broker, max_retries=2, min_backoff=3_000, max_backoff=4_000)
     dramatiq.actor(ordered, broker=broker, queue_name="orders.fifo", max_retries=2)
     dramatiq.actor(slow, broker=broker, max_retries=1)
     return seen

@@ -70,8 +70,8 @@ def test_a_failing_actor_is_retried_with_backoff_and_then_dead_lettered_with_its
     # The retry waits out its backoff: nothing can be received until it is over.
     assert queue_counts(broker.client, broker.queue_url("default"))["delayed"] == 1
     assert mapping.invoke_once() is None
-    second = mapping.invoke_once(wait_s=5)
-    third = mapping.invoke_once(wait_s=5)
+    second = mapping.invoke_once(wait_s=10)
+    third = mapping.invoke_once(wait_s=10)
 
     assert [first.reported, second.reported, third.reported] == [[], [], []]
     assert actors.ran == ["nightly sync"] * 3

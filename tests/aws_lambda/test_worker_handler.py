@@ -52,7 +52,7 @@ def test_a_failed_actor_with_retries_left_is_sent_again_with_its_backoff_and_not
 
     assert failures(answer) == []
     assert actors.ran == ["first try"]
-    # The retry waits out its backoff (1-2 s) before anyone can receive it.
+    # The retry waits out its backoff (1.5-3 s) before anyone can receive it.
     assert queue_counts(broker.client, broker.queue_url("default"))["delayed"] == 1
     run = TaskRun.objects.get(actor_name="flaky")
     assert run.status == TaskRun.Status.RETRYING
