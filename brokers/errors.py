@@ -37,6 +37,11 @@ class MalformedMessage(SQSBrokerError, ValueError):
         self.actor = actor
 
 
+class NotAnSQSEvent(SQSBrokerError, ValueError):
+    """Raised by the SQS event handler for an event that is not a batch of SQS records (a function
+    wired to the wrong source); the text says what the event is instead."""
+
+
 class PollerDied(SQSBrokerError):
     """Raised by a consumer whose background receive stopped on something other than an error, so the
     worker restarts the consumer instead of waiting for messages that would never come."""
