@@ -25,17 +25,13 @@ Only an event that is not an SQS event at all is refused (NotAnSQSEvent).
 from __future__ import annotations
 
 import logging
-import threading
 import time
-import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
-from queue import PriorityQueue
 from typing import Any, cast
 
 from dramatiq.actor import Actor
-from dramatiq.broker import Broker, MessageProxy
 from dramatiq.common import current_millis
 from dramatiq.errors import ActorNotFound, ConnectionClosed
 from dramatiq.message import Message
@@ -50,6 +46,7 @@ from brokers.limits import seconds
 from brokers.names import is_fifo
 from brokers.queues import Queue
 from brokers.receiving import DECODE_ERROR, Reject, Resend, Run, decide
+from brokers.record_run import ABSENT, KEEP, EveryQueue, RecordBroker, Returned, Untracked, boot_once
 from brokers.sqs import SQSBroker
 
 logger = logging.getLogger(__name__)
@@ -62,9 +59,6 @@ EVENT_SOURCE = "aws:sqs"
 DEFAULT_DEADLINE_MARGIN = 5_000
 
 _Answer = dict[str, list[dict[str, str]]]
-#: Marks a time_limit option the handler did not touch, and one the message did not have.
-_KEEP = object()
-_ABSENT = object()
 
 
 @dataclass(frozen=True)
@@ -164,16 +158,16 @@ class SQSEventHandler:
         self._sqs = SQSClient(client=broker.client)
         self._queues: dict[str, Queue | None] = {}
         self._time_limit = next((m for m in broker.middleware if isinstance(m, TimeLimit)), None)
-        self._records = _RecordBroker(broker)
-        self._returned = _Returned()
+        self._records = RecordBroker(broker)
+        self._returned = Returned()
         # Never started: its process_message runs in the handler's own thread, one record at a time.
         self._runner = WorkerThread(
             broker=self._records,
-            consumers=cast(dict[str, ConsumerThread], _EveryQueue(self._returned)),
-            work_queue=_Untracked(),
+            consumers=cast(dict[str, ConsumerThread], EveryQueue(self._returned)),
+            work_queue=Untracked(),
             worker_timeout=1_000,
         )
-        _boot(broker)
+        boot_once(broker)
 
     def __call__(self, event: Any, context: Any) -> _Answer:
         records = sqs_records(event)
@@ -272,14 +266,14 @@ class SQSEventHandler:
     def _bound(self, actor: Actor[Any, Any], message: Message[Any], remaining: int | None) -> object:
         """Shorten the message's time limit to what the invocation has left; returns what it was."""
         if remaining is None or self._time_limit is None:
-            return _KEEP
+            return KEEP
         limit = message.options.get("time_limit") or actor.options.get(
             "time_limit", self._time_limit.time_limit
         )
         allowed = remaining - self._margin
         if limit <= allowed:
-            return _KEEP
-        previous = message.options.get("time_limit", _ABSENT)
+            return KEEP
+        previous = message.options.get("time_limit", ABSENT)
         message.options["time_limit"] = allowed
         return previous
 
@@ -348,122 +342,6 @@ class SQSEventHandler:
             queue = replace(self.broker.queue(name), url=str(url["QueueUrl"]))
         self._queues[arn_text] = queue
         return queue
-
-
-@dataclass
-class _Retry:
-    """What became of the retry the middleware asked for while a record ran."""
-
-    sent: bool
-
-
-class _RecordBroker(Broker):
-    """The broker as the middleware see it while a record runs: the same actors and middleware
-    objects, but the running message's retry passes through here, so the handler learns whether it
-    was sent, a FIFO queue's retry is held back, and a time limit shortened for this invocation is
-    not carried into the retry."""
-
-    def __init__(self, broker: SQSBroker) -> None:
-        # Not Broker.__init__: the real broker's own collections are shared, never copied.
-        self.logger = broker.logger
-        self.actors = broker.actors
-        self.queues = broker.queues
-        self.delay_queues = broker.delay_queues
-        self.actor_options = broker.actor_options
-        self.middleware = broker.middleware
-        self._broker = broker
-        self._running: SQSMessage | None = None
-        self._fifo = False
-        self._time_limit: object = _KEEP
-        self._retry: _Retry | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._broker, name)
-
-    def start(self, running: SQSMessage, *, fifo: bool, time_limit: object) -> None:
-        self._running, self._fifo, self._time_limit, self._retry = running, fifo, time_limit, None
-
-    def finish(self) -> _Retry | None:
-        """The retry asked for, if any; the running message's options are as they came again."""
-        if self._running is not None:
-            self._restore(self._running)
-        retry, self._running, self._retry = self._retry, None, None
-        return retry
-
-    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
-        if self._running is None or message.message_id != self._running.message_id:
-            return self._broker.enqueue(message, delay=delay)
-        self._restore(self._running)
-        if self._fifo:
-            logger.info(
-                "Message %r on a FIFO queue is not sent again; it comes back in its place after its "
-                "visibility timeout.",
-                message.message_id,
-            )
-            self._retry = _Retry(sent=False)
-            return message
-        try:
-            sent = self._broker.enqueue(message, delay=delay)
-        except Exception as e:
-            logger.warning(
-                "Could not send the retry of message %r (%s); reporting it.", message.message_id, e
-            )
-            self._retry = _Retry(sent=False)
-            return message
-        self._retry = _Retry(sent=True)
-        return sent
-
-    def _restore(self, message: MessageProxy) -> None:
-        previous, self._time_limit = self._time_limit, _KEEP
-        if previous is _ABSENT:
-            message.options.pop("time_limit", None)
-        elif previous is not _KEEP:
-            message.options["time_limit"] = previous
-
-
-class _Returned:
-    """Stands in for the worker's consumer: process_message hands each message back here to be
-    acked or rejected; the handler reads what the actor failed with before the worker clears it."""
-
-    def __init__(self) -> None:
-        self._exceptions: dict[int, BaseException | None] = {}
-
-    def post_process_message(self, message: SQSMessage) -> None:
-        self._exceptions[id(message)] = message.exception
-
-    def take(self, message: SQSMessage) -> BaseException | None:
-        return self._exceptions.pop(id(message), None)
-
-
-class _EveryQueue(dict[str, _Returned]):
-    """The worker thread's consumers by queue name: the same stand-in for every queue."""
-
-    def __init__(self, returned: _Returned) -> None:
-        super().__init__()
-        self._returned = returned
-
-    def __missing__(self, queue_name: str) -> _Returned:
-        return self._returned
-
-
-class _Untracked(PriorityQueue[Any]):
-    """The worker thread's work queue: records are handed over directly, so there is none to count."""
-
-    def task_done(self) -> None:
-        pass
-
-
-_booted: weakref.WeakSet[Broker] = weakref.WeakSet()
-_boot_lock = threading.Lock()
-
-
-def _boot(broker: Broker) -> None:
-    """Run the broker's process_boot hooks once, as a worker process does when it starts."""
-    with _boot_lock:
-        if broker in _booted:
-            return
-        _booted.add(broker)
-    broker.emit_after("process_boot")
 
 
 def _remaining_ms(context: Any) -> int | None:
