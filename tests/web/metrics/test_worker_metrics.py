@@ -20,28 +20,12 @@ from typing import IO, Any
 import pytest
 
 from tasks.echo import echo
-from tests.databases import DatabaseTemplate, OwnDatabase, migrated_template
+from tests.databases import OwnDatabase
 from tests.waiting import wait_until
+from tests.web.metrics.conftest import free_port
 from tests.web.metrics.scrapes import Samples, new_token, parse, total, value
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(scope="module")
-def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseTemplate]:
-    with migrated_template(tmp_path_factory.mktemp("metrics-db")) as template:
-        yield template
-
-
-@pytest.fixture
-def database(migrated_database: DatabaseTemplate) -> OwnDatabase:
-    return migrated_database.copy()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
