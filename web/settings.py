@@ -7,6 +7,7 @@ local work needs (DEBUG=true and one SECRET_KEY for every process), and this mod
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -24,6 +25,8 @@ from web.env import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+#: Shorter tokens could be guessed; 32 characters of token_urlsafe carry 192 bits.
+METRICS_TOKEN_MIN_LENGTH = 32
 
 
 def _rate_limit(name: str, default: str) -> str:
@@ -93,6 +96,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Counts and times every request for /metrics; removes itself while METRICS_TOKEN is unset.
+    "web.metrics.http.RequestMetrics",
     "django.middleware.security.SecurityMiddleware",
     # Sends every message a request enqueued on commit in one SQS batch when the view is done.
     "web.core.middleware.EnqueueBatchMiddleware",
@@ -106,7 +111,7 @@ MIDDLEWARE = [
 
 if not DEBUG:
     # Production serves the collected static files itself (the release phase runs collectstatic).
-    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+    MIDDLEWARE.insert(2, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "web.urls"
 WSGI_APPLICATION = "web.wsgi.application"
@@ -216,6 +221,8 @@ DRAMATIQ_BROKER = {
     # Explicit on purpose: without MIDDLEWARE django-dramatiq installs none at all (so no retries),
     # and its own default list names a Prometheus middleware that dramatiq 2 no longer ships.
     "MIDDLEWARE": [
+        # Dramatiq's standard metrics and the worker's /metrics port; does nothing without METRICS_TOKEN.
+        "web.metrics.worker.WorkerMetrics",
         "dramatiq.middleware.AgeLimit",
         "dramatiq.middleware.TimeLimit",
         "dramatiq.middleware.ShutdownNotifications",
@@ -230,6 +237,27 @@ DRAMATIQ_BROKER = {
         "web.core.relay.OutboxRelay",
     ],
 }
+
+# --- Metrics for Prometheus (README, "Metrics") ------------------------------------------------
+# The bearer token Prometheus sends (`Authorization: Bearer <token>`) to the web's /metrics and the
+# workers' port. Unset turns metrics off: /metrics is a 404 and workers neither count nor listen.
+METRICS_TOKEN = env_optional("METRICS_TOKEN")
+if METRICS_TOKEN is not None and len(METRICS_TOKEN) < METRICS_TOKEN_MIN_LENGTH:
+    refuse(
+        f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} characters (it guards /metrics), "
+        "e.g. from python -c 'import secrets; print(secrets.token_urlsafe(32))'."
+    )
+# Where each worker process answers GET /metrics for all of them: Dramatiq's usual port.
+METRICS_WORKER_HOST = env_str("METRICS_WORKER_HOST", "0.0.0.0")  # noqa: S104 (Prometheus scrapes from elsewhere)
+METRICS_WORKER_PORT = env_int("METRICS_WORKER_PORT", 9191)
+if not 1 <= METRICS_WORKER_PORT <= 65535:
+    refuse(f"METRICS_WORKER_PORT must be a TCP port (1-65535), not {METRICS_WORKER_PORT}.")
+# The processes of one gunicorn or dramatiq run count in files under here (a directory per run,
+# removed once its run is over); give each server on a machine its own if they share a user.
+METRICS_DIR = env_str("METRICS_DIR", str(Path(tempfile.gettempdir()) / "offload-metrics"))
+# Queue depths and the outbox backlog are read when scraped, at most once per this long per
+# process: each queue costs two SQS requests (the queue and its dead-letter queue).
+METRICS_QUEUE_CACHE_MS = env_int("METRICS_QUEUE_CACHE_MS", 15_000)
 
 # --- Site: mail, uploads, outbox -----------------------------------------------------------------
 # Mail goes to the console unless SMTP_HOST is set (Django's MAILERS, not the deprecated EMAIL_*).
