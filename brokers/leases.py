@@ -46,7 +46,8 @@ class Lease:
     #: Set when a retry of this message could not be enqueued: its ack must not delete it.
     protected: bool = False
     acked_at: float = field(default=0.0)
-    #: Called once SQS has deleted the acked message (its S3 payload goes then, never before).
+    #: Called once SQS has deleted the acked message (its S3 payload goes then, never before), with
+    #: the lease keeper's lock held: it must only hand the work on.
     on_deleted: Callable[[], None] | None = None
 
 
@@ -298,12 +299,10 @@ class LeaseKeeper:
                             failure.get("Code"),
                             failure.get("Message"),
                         )
+                    elif lease.on_deleted is not None:  # only a confirmed delete: a refused one may come back
+                        lease.on_deleted()
                     self._drop(lease)
                 self._cond.notify_all()
-            # Only a confirmed delete ends a message: one SQS refused may come back.
-            for i, lease in enumerate(chunk):
-                if i not in failed and lease.on_deleted is not None:
-                    lease.on_deleted()
             if failed:
                 return  # what SQS failed on its side waits for the next round
 

@@ -292,17 +292,20 @@ class Payloads:
                 self._deleter.start()
             self._cond.notify_all()
 
+    def flush(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
+        """Wait (at most `timeout` seconds) until the background deletes asked for so far are done."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._doomed, timeout)
+
     def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
-        """Wait (at most `timeout` seconds) for the background deletes still queued."""
+        """Finish the background deletes still queued (waiting at most `timeout` seconds)."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-            thread = self._deleter
-        if thread is not None:
-            thread.join(timeout)
-        with self._cond:
-            if self._doomed:
-                logger.warning("%d S3 payloads were not deleted on close.", len(self._doomed))
+        if not self.flush(timeout):
+            with self._cond:
+                left = len(self._doomed)
+            logger.warning("%d S3 payloads were not deleted on close (the lifecycle rule will).", left)
 
     def _delete_in_background(self) -> None:
         while True:
