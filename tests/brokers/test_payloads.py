@@ -153,7 +153,32 @@ def test_a_large_message_delayed_past_fifteen_minutes_waits_in_sqs_as_its_pointe
     assert stored["options"]["eta"] > time.time() * 1000 + 15 * 60 * 1000
 
 
-def test_a_large_message_not_yet_due_hops_as_the_same_pointer_and_runs_when_due(
+def test_a_large_message_not_yet_due_hops_as_the_same_pointer_and_keeps_its_object(
+    make_broker, start_worker, sqs, s3, bucket
+):
+    broker = make_broker(payload_bucket=bucket)
+    runs = []
+
+    @dramatiq.actor(broker=broker)
+    def later(blob):
+        runs.append(1)
+
+    eta = time.time() * 1000 + 3 * 60 * 60 * 1000  # as if an earlier 15-minute hop just ended
+    broker.enqueue(later.message_with_options(args=(_blob(2 * MiB),), eta=eta))
+    [key] = object_keys(s3, bucket)
+    start_worker(broker)
+    url = broker.queue_url("default")
+    # Nothing in flight: the received message is deleted, only the hop is left.
+    wait_until(lambda: queue_counts(sqs, url) == {"visible": 0, "in_flight": 0, "delayed": 1}, what="the hop")
+    broker.payloads.flush()
+
+    assert runs == []
+    assert broker.stats["SendMessage"] == 2  # the send, and the hop
+    assert broker.stats["s3:PutObject"] == 1  # the hop carried the same pointer
+    assert object_keys(s3, bucket) == [key]  # which still finds its payload
+
+
+def test_a_large_message_delayed_a_few_seconds_runs_when_due_and_its_object_goes_then(
     make_broker, start_worker, s3, bucket
 ):
     broker = make_broker(payload_bucket=bucket)
@@ -164,18 +189,16 @@ def test_a_large_message_not_yet_due_hops_as_the_same_pointer_and_runs_when_due(
         runs.append((time.time() * 1000, _digest(blob)))
 
     blob = _blob(2 * MiB)
-    eta = time.time() * 1000 + 4_000  # beyond the hold margin: the worker sends it around again
-    broker.enqueue(later.message_with_options(args=(blob,), eta=eta))
+    message = later.send_with_options(args=(blob,), delay=3_000)
     start_worker(broker)
     wait_until(lambda: runs, timeout=20, what="the delayed message to run")
     broker.join("default", timeout=10_000)
     broker.payloads.flush()
 
     [(ran_at, digest)] = runs
-    assert ran_at >= eta
+    assert ran_at >= message.options["eta"]
     assert digest == _digest(blob)
-    assert broker.stats["SendMessage"] == 2  # the send, and the hop
-    assert broker.stats["s3:PutObject"] == 1  # the hop carried the same pointer
+    assert broker.stats["s3:PutObject"] == 1
     assert object_keys(s3, bucket) == []
 
 
