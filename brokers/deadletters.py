@@ -3,7 +3,10 @@ and an operator can send it back once the cause is fixed.
 
 The reason travels as message attributes (`offload.actor`, `offload.queue`, `offload.error_type`,
 `offload.error`, `offload.attempts`, `offload.failed_at`), so SQS's own console and any client can
-read it without decoding the body; the body is the message as it was, so it can be redriven.
+read it without decoding the body; the body is the message as it was, so it can be redriven. A
+message that came through S3 is dead-lettered as its pointer, and its object stays while the dead
+letter exists; a redriven one goes back as a new message (through S3 again if still large), and the
+old object is deleted once its dead letter is.
 """
 
 from __future__ import annotations
@@ -19,8 +22,15 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
 from brokers.client import SQSClient
-from brokers.errors import BatchSendFailed, DeadLetteringFailed, MalformedMessage, SQSBrokerError
+from brokers.errors import (
+    BatchSendFailed,
+    DeadLetteringFailed,
+    MalformedMessage,
+    PayloadError,
+    SQSBrokerError,
+)
 from brokers.limits import MAX_RECEIVE_MESSAGES, chunks, seconds
+from brokers.payloads import Payloads, Pointer
 from brokers.queues import Queue
 from brokers.receiving import Reject, decode
 from brokers.sending import DEFAULT_MESSAGE_GROUP, Pending, Sender
@@ -86,6 +96,15 @@ def failed_body(message: Message[Any], queue: Queue) -> str:
     return body.decode("utf-8")
 
 
+@dataclass(frozen=True)
+class _Received:
+    """A dead letter taken off its queue for redrive."""
+
+    receipt_handle: str
+    #: Where its payload is in S3, when it came through S3.
+    pointer: Pointer | None
+
+
 class DeadLetters:
     """Writes dead letters and redrives them; thread-safe.
 
@@ -93,21 +112,36 @@ class DeadLetters:
       sqs: The client every request goes through.
       sender: Sends redriven messages in batches.
       prepare: Makes a message ready to send to a queue, as enqueue does.
+      payloads: Reads the payloads of dead letters that came through S3.
     """
 
     def __init__(
-        self, sqs: SQSClient, sender: Sender, prepare: Callable[[Queue, Message[Any]], Pending]
+        self,
+        sqs: SQSClient,
+        sender: Sender,
+        prepare: Callable[[Queue, Message[Any]], Pending],
+        payloads: Payloads,
     ) -> None:
         self._sqs = sqs
         self._sender = sender
         self._prepare = prepare
+        self._payloads = payloads
 
-    def send(self, queue: Queue, *, body: str, reason: Reason, message_id: str) -> None:
+    def send(
+        self,
+        queue: Queue,
+        *,
+        body: str,
+        reason: Reason,
+        message_id: str,
+        attributes: dict[str, Any] | None = None,
+    ) -> None:
         """Write one dead letter; afterwards the caller may delete the original.
 
-        With no dead-letter queue (dead_letter=False) it only logs: the message is not kept.
-        Raises ConnectionClosed when SQS could not be reached (the original should stay hidden and
-        be tried again), or DeadLetteringFailed when SQS refused (the original should come back).
+        `attributes` go along with the reason's (a pointer's size attribute). With no dead-letter
+        queue (dead_letter=False) it only logs: the message is not kept. Raises ConnectionClosed
+        when SQS could not be reached (the original should stay hidden and be tried again), or
+        DeadLetteringFailed when SQS refused (the original should come back).
         """
         if queue.dead_letter_url is None:
             logger.error(
@@ -123,7 +157,7 @@ class DeadLetters:
         params: dict[str, Any] = {
             "QueueUrl": queue.dead_letter_url,
             "MessageBody": body,
-            "MessageAttributes": reason.attributes(),
+            "MessageAttributes": {**(attributes or {}), **reason.attributes()},
         }
         if queue.fifo:
             params["MessageGroupId"] = DEFAULT_MESSAGE_GROUP
@@ -164,8 +198,7 @@ class DeadLetters:
             sent, failed = self._sender.send_all(list(fresh))
             done = [fresh[item] for item in sent]
             for chunk in chunks(done):
-                entries = [{"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(chunk)]
-                self._sqs.call("DeleteMessageBatch", QueueUrl=dead_letter_url, Entries=entries)
+                self._delete(dead_letter_url, chunk)
             moved += len(done)
             if failed:
                 raise BatchSendFailed(failed, len(done))
@@ -175,18 +208,28 @@ class DeadLetters:
             logger.info("Moved %d dead letters back to %r.", moved, queue.name)
         return moved
 
-    def _fresh(self, queue: Queue, received: list[dict[str, Any]]) -> dict[Pending, str]:
-        """The received dead letters ready to send again, each with its receipt handle."""
-        fresh: dict[Pending, str] = {}
+    def _delete(self, dead_letter_url: str, chunk: list[_Received]) -> None:
+        entries = [{"Id": str(i), "ReceiptHandle": dead.receipt_handle} for i, dead in enumerate(chunk)]
+        response = self._sqs.call("DeleteMessageBatch", QueueUrl=dead_letter_url, Entries=entries)
+        failed = {int(failure["Id"]) for failure in response.get("Failed", [])}
+        for i, dead in enumerate(chunk):
+            # Its payload goes with the dead letter; the redriven message has an object of its own.
+            if i not in failed and dead.pointer is not None and self._payloads.delete_payloads:
+                self._payloads.delete_quietly(dead.pointer)
+
+    def _fresh(self, queue: Queue, received: list[dict[str, Any]]) -> dict[Pending, _Received]:
+        """The received dead letters ready to send again, each with where it came from."""
+        fresh: dict[Pending, _Received] = {}
         for raw in received:
             try:
-                message = decode(raw["Body"])
-            except MalformedMessage:
-                logger.warning("Dead letter %r is not a dramatiq message; leaving it.", raw["MessageId"])
+                body, pointer = self._payloads.take(raw["Body"], raw.get("MessageAttributes"))
+                message = decode(body)
+            except (MalformedMessage, PayloadError, ConnectionClosed) as e:
+                logger.warning("Dead letter %r cannot be redriven; leaving it: %s", raw["MessageId"], e)
                 continue
             options = {k: v for k, v in message.options.items() if k not in _RETRY_OPTIONS}
             item = self._prepare(queue, Message(**{**message.asdict(), "options": options}))
             if queue.fifo:  # a new deduplication id, or SQS would drop it as the message it was
                 item.entry["MessageDeduplicationId"] = f"{message.message_id}-redrive-{current_millis()}"
-            fresh[item] = raw["ReceiptHandle"]
+            fresh[item] = _Received(raw["ReceiptHandle"], pointer)
         return fresh

@@ -203,6 +203,18 @@ SQS_ENDPOINT_URL = env_optional("SQS_ENDPOINT_URL", "http://127.0.0.1:9324")
 SQS_NAMESPACE = env_str("SQS_NAMESPACE", "offload-dev")
 SQS_VISIBILITY_TIMEOUT_MS = env_int("SQS_VISIBILITY_TIMEOUT_MS", 60_000)
 SQS_CREATE_QUEUES = env_bool("SQS_CREATE_QUEUES", default=True)
+# Messages larger than SQS takes are stored in this S3 bucket and sent as pointers (the SQS Extended
+# Client's format). Unset, such a message is refused at enqueue (MessageTooLarge).
+SQS_PAYLOAD_BUCKET = env_optional("SQS_PAYLOAD_BUCKET")
+# Bytes above which a message goes through S3; 0 means each queue's MaximumMessageSize (SQS's own limit).
+SQS_PAYLOAD_THRESHOLD = env_int("SQS_PAYLOAD_THRESHOLD", 0)
+if SQS_PAYLOAD_THRESHOLD and not SQS_PAYLOAD_BUCKET:
+    refuse("SQS_PAYLOAD_THRESHOLD needs SQS_PAYLOAD_BUCKET: the bucket the larger messages go to.")
+if not 0 <= SQS_PAYLOAD_THRESHOLD <= 1_048_576:
+    refuse(
+        "SQS_PAYLOAD_THRESHOLD must be between 1 and 1048576 bytes (0: each queue's own limit), "
+        f"not {SQS_PAYLOAD_THRESHOLD}."
+    )
 
 _SQS_OPTIONS: dict[str, object] = {
     "namespace": SQS_NAMESPACE,
@@ -210,6 +222,8 @@ _SQS_OPTIONS: dict[str, object] = {
     "region_name": AWS_REGION,
     "visibility_timeout": SQS_VISIBILITY_TIMEOUT_MS,
     "create_queues": SQS_CREATE_QUEUES,
+    "payload_bucket": SQS_PAYLOAD_BUCKET,
+    "payload_threshold": SQS_PAYLOAD_THRESHOLD or None,
 }
 if is_loopback(SQS_ENDPOINT_URL) and not env_optional("AWS_ACCESS_KEY_ID"):
     # A local server takes any credentials; boto3 refuses to sign without some.
