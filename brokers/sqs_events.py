@@ -41,9 +41,16 @@ from dramatiq.worker import ConsumerThread, WorkerThread
 from brokers.client import SQSClient
 from brokers.consumer import SQSMessage
 from brokers.deadletters import Reason, failed_body
-from brokers.errors import MalformedMessage, NotAnSQSEvent, SQSBrokerError
+from brokers.errors import (
+    MalformedMessage,
+    NotAnSQSEvent,
+    PayloadError,
+    PayloadMissing,
+    SQSBrokerError,
+)
 from brokers.limits import seconds
 from brokers.names import is_fifo
+from brokers.payloads import Pointer
 from brokers.queues import Queue
 from brokers.receiving import DECODE_ERROR, Reject, Resend, Run, decide
 from brokers.record_run import ABSENT, KEEP, EveryQueue, RecordBroker, Returned, Untracked, boot_once
@@ -104,10 +111,10 @@ def sqs_records(event: object) -> list[dict[str, Any]]:
 
 
 def record_body(record: dict[str, Any]) -> str:
-    """The message a record carries, as the text decide() judges.
+    """The text a record carries: a Dramatiq message, or a pointer to one stored in S3.
 
-    The one place a record's body is read, so that a body kept elsewhere (a pointer to S3) is
-    fetched here. Raises MalformedMessage when there is no text to judge.
+    The one place a record's body is read; a pointer to S3 in it is resolved by the broker's
+    payloads. Raises MalformedMessage when there is no text to judge.
     """
     body = record.get("body")
     if not isinstance(body, str):
@@ -211,24 +218,50 @@ class SQSEventHandler:
                 remaining,
             )
             return False
-        try:
-            decision = decide(record_body(record), queue, now_ms=current_millis())
-        except MalformedMessage as e:
-            decision = Reject(DECODE_ERROR, str(e))
+        taken = self._take(queue, record)
+        if not isinstance(taken, tuple):
+            return taken
+        body, pointer = taken
+        decision = decide(body, queue, now_ms=current_millis())
         if isinstance(decision, Reject):
-            logger.error(
-                "Message %r on %r cannot run (%s); moving it to the dead-letter queue.",
+            return self._reject(queue, record, decision, pointer)
+        if isinstance(decision, Resend):
+            return self._resend(queue, record, decision, pointer)
+        return self._run(queue, record, decision, remaining, pointer)
+
+    def _take(self, queue: Queue, record: dict[str, Any]) -> tuple[str, Pointer | None] | bool:
+        """The body to judge (a payload fetched from S3) and its pointer; else what the record's
+        outcome already is: dead-lettered (True, or False when that failed), or left for a later
+        try because S3 could not hand the payload over (False)."""
+        try:
+            return self.broker.payloads.take(record_body(record), record.get("messageAttributes"))
+        except MalformedMessage as e:
+            return self._reject(queue, record, Reject(DECODE_ERROR, str(e)), None)
+        except PayloadMissing as e:
+            return self._reject(queue, record, Reject(type(e).__name__, str(e)), None)
+        except (ConnectionClosed, PayloadError) as e:
+            logger.warning(
+                "Could not read the S3 payload of message %r on %r (%s); reporting it.",
                 record["messageId"],
                 queue.name,
-                decision.error,
+                e,
             )
-            reason = Reason.for_rejected(decision, queue)
-            return self._dead_letter(queue, str(record.get("body", "")), reason, record["messageId"])
-        if isinstance(decision, Resend):
-            return self._resend(queue, record, decision)
-        return self._run(queue, record, decision, remaining)
+            return False
 
-    def _run(self, queue: Queue, record: dict[str, Any], run: Run, remaining: int | None) -> bool:
+    def _reject(self, queue: Queue, record: dict[str, Any], reject: Reject, pointer: Pointer | None) -> bool:
+        logger.error(
+            "Message %r on %r cannot run (%s); moving it to the dead-letter queue.",
+            record["messageId"],
+            queue.name,
+            reject.error,
+        )
+        reason = Reason.for_rejected(reject, queue)
+        body = str(record.get("body", ""))
+        return self._dead_letter(queue, body, reason, record["messageId"], pointer)
+
+    def _run(
+        self, queue: Queue, record: dict[str, Any], run: Run, remaining: int | None, pointer: Pointer | None
+    ) -> bool:
         if run.due_at is not None:  # due within decide()'s hold: wait rather than run early
             time.sleep(max(0, run.due_at - current_millis()) / 1000)
         message = run.message
@@ -248,7 +281,9 @@ class SQSEventHandler:
             )
             received.fail()
             reason = Reason.for_failure(message, queue, e)
-            return self._dead_letter(queue, failed_body(message, queue), reason, message.message_id)
+            return self._dead_letter(
+                queue, self._failed_body(message, queue, pointer), reason, message.message_id, pointer
+            )
         if queue.fifo:
             # Nothing is re-sent on a FIFO queue: SQS's delivery count is the attempt count.
             message.options["retries"] = int(message.options.get("retries", 0)) + received.receive_count - 1
@@ -260,8 +295,25 @@ class SQSEventHandler:
         exception = self._returned.take(received)
         if received.failed:
             reason = Reason.for_failure(message, queue, exception)
-            return self._dead_letter(queue, failed_body(message, queue), reason, message.message_id)
-        return retry is None or retry.sent
+            body = self._failed_body(message, queue, pointer)
+            return self._dead_letter(queue, body, reason, message.message_id, pointer)
+        if retry is not None and not retry.sent:
+            return False
+        # Done, or its retry sent as a message of its own (stored anew when large): the payload this
+        # record pointed at is no longer needed. Deleted now, before Lambda deletes the record, as
+        # nothing may run after the handler returns; were the invocation to die in between, the
+        # record comes back and is dead-lettered as PayloadMissing rather than run twice.
+        self._drop(pointer)
+        return True
+
+    @staticmethod
+    def _failed_body(message: Message[Any], queue: Queue, pointer: Pointer | None) -> str:
+        """A message that came through S3 stays there: its dead letter is the same pointer."""
+        return pointer.body if pointer else failed_body(message, queue)
+
+    def _drop(self, pointer: Pointer | None) -> None:
+        if pointer is not None and self.broker.payloads.delete_payloads:
+            self.broker.payloads.delete_quietly(pointer)
 
     def _bound(self, actor: Actor[Any, Any], message: Message[Any], remaining: int | None) -> object:
         """Shorten the message's time limit to what the invocation has left; returns what it was."""
@@ -278,16 +330,29 @@ class SQSEventHandler:
         return previous
 
     # --- what becomes of it ------------------------------------------------------------------------
-    def _dead_letter(self, queue: Queue, body: str, reason: Reason, message_id: str) -> bool:
+    def _dead_letter(
+        self, queue: Queue, body: str, reason: Reason, message_id: str, pointer: Pointer | None
+    ) -> bool:
         try:
-            self.broker.dead_letters.send(queue, body=body, reason=reason, message_id=message_id)
+            self.broker.dead_letters.send(
+                queue,
+                body=body,
+                reason=reason,
+                message_id=message_id,
+                attributes=pointer.attributes() if pointer else None,
+            )
         except (ConnectionClosed, SQSBrokerError) as e:
             logger.error("Could not dead-letter message %r (%s); reporting it.", message_id, e)
             return False
+        if not queue.dead_letter_url:
+            self._drop(pointer)  # no dead-letter queue keeps it
         return True
 
-    def _resend(self, queue: Queue, record: dict[str, Any], resend: Resend) -> bool:
-        """Send a message that is not due yet around again, for at most SQS's longest delay."""
+    def _resend(self, queue: Queue, record: dict[str, Any], resend: Resend, pointer: Pointer | None) -> bool:
+        """Send a message that is not due yet around again, for at most SQS's longest delay.
+
+        A message that came through S3 goes around as the same pointer: its object is not stored again.
+        """
         if queue.fifo:
             # A FIFO queue cannot delay one message; left in place, it comes back after its
             # visibility timeout, still in its place in the group.
@@ -301,6 +366,7 @@ class SQSEventHandler:
                 QueueUrl=queue.url,
                 MessageBody=record["body"],
                 DelaySeconds=seconds(resend.delay_ms),
+                **({"MessageAttributes": pointer.attributes()} if pointer else {}),
             )
         except (ConnectionClosed, SQSBrokerError) as e:
             logger.warning("Could not re-delay message %r (%s); reporting it.", resend.message.message_id, e)
