@@ -15,7 +15,7 @@ from django.utils import timezone
 from dramatiq import Message
 
 from tasks.prune_task_runs import prune_task_runs
-from tasks.run_django_task import run_django_task
+from tasks.run_django_task import declare_django_task_queues, run_django_task
 from tests.web.core import example_tasks
 from web.core.django_tasks import SQSTaskBackend
 from web.core.models import OutboxMessage, TaskResultRecord
@@ -354,3 +354,24 @@ def test_the_daily_prune_deletes_results_that_finished_before_the_retention_and_
         example_tasks.add.get_result("old")
     assert example_tasks.add.get_result("recent").return_value == 3
     assert example_tasks.add.get_result("old-but-waiting").status == TaskResultStatus.READY
+
+
+def test_a_worker_process_consumes_every_queue_the_backend_sends_to(broker, settings):
+    settings.TASKS = {
+        "default": {
+            "BACKEND": "web.core.django_tasks.SQSTaskBackend",
+            "QUEUES": ["default", "mail"],
+            "OPTIONS": {"queue_map": {"mail": "django-mail"}},
+        }
+    }
+
+    declare_django_task_queues(broker)  # what importing the actor does in a worker process
+
+    assert {"default", "django-mail"} <= broker.get_declared_queues()
+
+
+def test_an_empty_queues_setting_is_reported_by_the_system_checks():
+    [warning] = SQSTaskBackend("default", {"QUEUES": []}).check()
+
+    assert warning.id == "offload.W001"
+    assert "workers only consume the queues they know" in warning.msg
