@@ -242,6 +242,8 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.ShutdownNotifications",
         "dramatiq.middleware.Callbacks",
         "dramatiq.middleware.Pipelines",
+        # Lets run_django_task tell a last attempt (its result FAILED) from one Retries will retry.
+        "dramatiq.middleware.CurrentMessage",
         # Records every run (web/ops) and skips repeated deliveries for actors with skip_repeats;
         # listed before Retries, so it sees whether Retries gave up.
         "web.ops.middleware.TaskRuns",
@@ -272,6 +274,21 @@ METRICS_DIR = env_str("METRICS_DIR", str(Path(tempfile.gettempdir()) / "offload-
 # Queue depths and the outbox backlog are read when scraped, at most once per this long per
 # process: each queue costs two SQS requests (the queue and its dead-letter queue).
 METRICS_QUEUE_CACHE_MS = env_int("METRICS_QUEUE_CACHE_MS", 15_000)
+
+# Django's task API (django.tasks) on the same broker and workers: `@task` functions are enqueued after
+# commit, run by the workers, and their results kept in the database (README, "Using django.tasks").
+TASKS = {
+    "default": {
+        "BACKEND": "web.core.django_tasks.SQSTaskBackend",
+        # The Django queue names tasks may use; each is the dramatiq queue of that name unless
+        # OPTIONS["queue_map"] sends it elsewhere. Workers consume every one of them.
+        "QUEUES": ["default"],
+        # max_retries (0: a task runs once, as with Django's own backends), min_backoff and
+        # max_backoff (ms; dramatiq's 15 s doubling up to 7 days when unset), time_limit (ms; 10
+        # minutes when unset), queue_map. A task's own `@task(max_retries=...)` wins over these.
+        "OPTIONS": {"max_retries": 0},
+    }
+}
 
 # --- Site: mail, uploads, outbox -----------------------------------------------------------------
 # Mail goes to the console unless SMTP_HOST is set (Django's MAILERS, not the deprecated EMAIL_*).
@@ -337,6 +354,9 @@ OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 10)
 OUTBOX_MAX_BACKGROUND_SENDS = env_int("OUTBOX_MAX_BACKGROUND_SENDS", 8)
 # Task-run records older than this are deleted by the daily prune_task_runs job.
 TASK_RUN_RETENTION_DAYS = env_int("TASK_RUN_RETENTION_DAYS", 30)
+# Finished django.tasks results older than this are deleted by the same daily job; waiting and
+# running ones stay. get_result raises TaskResultDoesNotExist for a deleted one.
+TASK_RESULT_RETENTION_DAYS = env_int("TASK_RESULT_RETENTION_DAYS", 30)
 
 # --- Scheduler and GitHub ------------------------------------------------------------------------
 # The poll reads the public API unless pointed elsewhere (a GitHub Enterprise host, a local fake).

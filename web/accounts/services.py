@@ -84,7 +84,7 @@ def user_sign_up(*, email: str, password: str) -> None:
                 enqueue_on_commit(send_confirmation_email, user_id=user.pk)
                 return
         if user.is_active:
-            enqueue_on_commit(send_account_exists_email, user_id=user.pk)
+            send_account_exists_email.enqueue(user_id=user.pk)  # a django.tasks task: after commit too
         elif user.last_login is None:
             # Still waiting for confirmation: the newest sign-up's password wins, and its link is the
             # only one that works, since links are bound to the password hash.

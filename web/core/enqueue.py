@@ -27,7 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
-from dramatiq import Actor, Message
+from dramatiq import Actor, Broker, Message
 
 from web.core.models import OutboxMessage
 from web.core.outbox import Outgoing, hand_to_relay, send_outgoing
@@ -46,8 +46,18 @@ def enqueue_on_commit(
 
     Returns the message, whose message_id is fixed now. `delay` is in milliseconds.
     """
-    using = using or DEFAULT_DB_ALIAS
     message = actor.message(*args, **kwargs)
+    return enqueue_message_on_commit(message, broker=actor.broker, delay=delay, using=using)
+
+
+def enqueue_message_on_commit(
+    message: Message, *, broker: Broker, delay: int | None = None, using: str | None = None
+) -> Message:
+    """Send a message built beforehand (with options of its own, or for another queue) on commit.
+
+    The same path as enqueue_on_commit: the outbox row now, the send after commit.
+    """
+    using = using or DEFAULT_DB_ALIAS
     row = OutboxMessage.objects.using(using).create(
         queue_name=message.queue_name,
         actor_name=message.actor_name,
@@ -56,7 +66,7 @@ def enqueue_on_commit(
         delay_ms=delay,
         available_at=timezone.now() + timedelta(milliseconds=settings.OUTBOX_RELAY_GRACE_MS),
     )
-    outgoing = Outgoing(row.pk, message, delay, actor.broker, using)
+    outgoing = Outgoing(row.pk, message, delay, broker, using)
     transaction.on_commit(partial(_committed, outgoing), using=using)
     return message
 

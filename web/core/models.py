@@ -35,3 +35,45 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_name} {self.message_id}"
+
+
+class TaskResultRecord(models.Model):
+    """The stored state of one `django.tasks` task enqueued through SQSTaskBackend (django_tasks.py).
+
+    Written READY in the caller's transaction at enqueue; the worker moves it to RUNNING and then to
+    SUCCESSFUL or FAILED (or back to READY when a retry follows). `get_result` reads it back from any
+    process. The id is the dramatiq message's id, so /ops/ task runs and dead letters name it too.
+    """
+
+    class Status(models.TextChoices):
+        # The values are django.tasks.TaskResultStatus's.
+        READY = "READY", "Ready"
+        RUNNING = "RUNNING", "Running"
+        FAILED = "FAILED", "Failed"
+        SUCCESSFUL = "SUCCESSFUL", "Successful"
+
+    id = models.CharField(primary_key=True, max_length=64)
+    #: The TASKS alias the task was enqueued through.
+    backend = models.CharField(max_length=100)
+    #: Where the Task object is found when it runs: "module.function".
+    task_path = models.CharField(max_length=300)
+    queue_name = models.CharField(max_length=100)
+    run_after = models.DateTimeField(null=True, blank=True)
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status, default=Status.READY, db_index=True)
+    enqueued_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_attempted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    return_value = models.JSONField(null=True, blank=True)
+    #: One {"exception_class_path", "traceback"} per failed attempt, oldest first.
+    errors = models.JSONField(default=list)
+    #: One entry per attempt: the worker (host:pid) that made it.
+    worker_ids = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["-enqueued_at"]
+
+    def __str__(self) -> str:
+        return f"{self.task_path} {self.id} ({self.status})"
