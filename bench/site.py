@@ -83,7 +83,9 @@ def measure(*, idle_s: float = 20, loaded_s: float = 60, database: str = "postgr
         return json.loads(out.read_text())
 
 
-def run(*, idle_s: float, loaded_s: float, database: str, work: Path) -> dict[str, Any]:
+def run(
+    *, idle_s: float, loaded_s: float, database: str, work: Path, web_threads: int = WEB_THREADS
+) -> dict[str, Any]:
     from tests.conftest import running_local_sqs
 
     load_before = os.getloadavg()
@@ -93,7 +95,7 @@ def run(*, idle_s: float, loaded_s: float, database: str, work: Path) -> dict[st
         endpoint = stack.enter_context(running_local_sqs())
         # Uploads take 6 MB each: only the logs and Locust's CSV files are kept.
         stack.callback(shutil.rmtree, work / "media", ignore_errors=True)
-        site = _Site(work, _environment(work, database_url, endpoint))
+        site = _Site(work, _environment(work, database_url, endpoint), web_threads)
         stack.callback(site.stop)
         photo = BENCH / ".work" / "site-photo.jpg"
         site.python("bench.site_setup", "photo", str(photo))
@@ -111,14 +113,22 @@ def run(*, idle_s: float, loaded_s: float, database: str, work: Path) -> dict[st
         burst = site.locust(
             "log-in burst", ["Reader", "LogInBurst"], users=BURST_READERS + 1, seconds=burst_s
         )
-    return _figures(idle, loaded, burst, thumbnails, drain, database, load_before)
+    setup = {
+        "database": database,
+        "web": f"gunicorn {WEB_PROCESSES} processes x {web_threads} threads",
+        "worker": f"rundramatiq {WORKER_PROCESSES} process x {WORKER_THREADS} threads",
+        "password_hashes_at_once": site.env.get("PASSWORD_HASHES_AT_ONCE", "default"),
+        "loaded_users": LOADED_USERS,
+        "burst_readers": BURST_READERS,
+    }
+    return _figures(idle, loaded, burst, thumbnails, drain, setup, load_before)
 
 
 class _Site:
     """The site's processes for one run, all on loopback, all stopped by stop()."""
 
-    def __init__(self, work: Path, env: dict[str, str]) -> None:
-        self.work, self.env = work, env
+    def __init__(self, work: Path, env: dict[str, str], web_threads: int) -> None:
+        self.work, self.env, self.web_threads = work, env, web_threads
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -150,7 +160,7 @@ class _Site:
             '%(p)s "%(r)s" %(s)s %(D)s',
             *_no_control_socket(),
         ]
-        self._spawn("web", [*web, "--workers", str(WEB_PROCESSES), "--threads", str(WEB_THREADS)])
+        self._spawn("web", [*web, "--workers", str(WEB_PROCESSES), "--threads", str(self.web_threads)])
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             with contextlib.suppress(OSError), urllib.request.urlopen(self.url + "/", timeout=5) as answer:
@@ -316,7 +326,7 @@ def _figures(
     burst: dict[str, Any],
     thumbnails: dict[str, Any],
     drain: dict[str, Any],
-    database: str,
+    setup: dict[str, Any],
     load_before: tuple[float, float, float],
 ) -> dict[str, Any]:
     idle_pages, loaded_pages = _pages(idle["samples"]), _pages(loaded["samples"])
@@ -345,13 +355,7 @@ def _figures(
                 "pages_during": {"count": len(during), "p50_ms": _round(percentile(during, 50))},
                 "pages": _pages(burst["samples"]),
             },
-            "setup": {
-                "database": database,
-                "web": f"gunicorn {WEB_PROCESSES} processes x {WEB_THREADS} threads",
-                "worker": f"rundramatiq {WORKER_PROCESSES} process x {WORKER_THREADS} threads",
-                "loaded_users": LOADED_USERS,
-                "burst_readers": BURST_READERS,
-            },
+            "setup": setup,
             "machine": {
                 "cpus": os.cpu_count(),
                 "load_before": [round(x, 2) for x in load_before],
@@ -390,7 +394,8 @@ def table(figures: dict[str, Any]) -> str:
         f"{figures['site_page_p99_ms_browsing']} ms without ({burst['pages_without']['count']} views), "
         f"{figures['site_page_p99_ms_login_burst']} ms during ({burst['pages_during']['count']} views); "
         f"log-in p50 / p99 {burst['log_in_p50_ms']} / {figures['site_login_p99_ms_burst']} ms.",
-        f"{setup['web']}; {setup['worker']}; {setup['database']}; load average before / after "
+        f"{setup['web']} (password hashes at once per process: {setup['password_hashes_at_once']}); "
+        f"{setup['worker']}; {setup['database']}; load average before / after "
         f"{details['machine']['load_before'][0]} / {details['machine']['load_after'][0]}.",
     ]
     return "\n".join(lines)
@@ -401,11 +406,18 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--idle-s", type=float, default=20.0, help="seconds of the lone visitor")
     parser.add_argument("--loaded-s", type=float, default=60.0, help="seconds of the 20 users")
     parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--web-threads", type=int, default=WEB_THREADS, help="threads per gunicorn process")
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--quiet", action="store_true", help="no table on stdout")
     args = parser.parse_args(argv)
     work = BENCH / ".work" / time.strftime("site-%H%M%S")
-    figures = run(idle_s=args.idle_s, loaded_s=args.loaded_s, database=args.database, work=work)
+    figures = run(
+        idle_s=args.idle_s,
+        loaded_s=args.loaded_s,
+        database=args.database,
+        work=work,
+        web_threads=args.web_threads,
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     if not args.quiet:
