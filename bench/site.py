@@ -1,6 +1,6 @@
 """The site under load: gunicorn and a worker, driven by Locust, idle against loaded, and a log-in burst.
 
-    .venv/bin/python -m bench.site                 # about 3 minutes; prints the table
+    .venv/bin/python -m bench.site                 # about 5 minutes; prints the table
     .venv/bin/python -m bench.site --json out.json # the figures measure() returns, as JSON
 
 Everything runs on loopback ports chosen free, from the project's virtualenv: the local SQS server

@@ -25,8 +25,9 @@ from pathlib import Path
 PHOTO_SIZE = (4032, 3024)
 #: The upload the brief asks for: a 6 MB photo.
 PHOTO_BYTES = 6_000_000
-#: Polls of made-up history behind /trending/ and /reports/ (a week of 10-minute polls).
-HISTORY_POLLS = 1008
+#: Polls of made-up history behind /trending/ and /reports/ (two days of 10-minute polls: the pages
+#: read the latest poll and the stored report, so more history would only lengthen the set-up).
+HISTORY_POLLS = 288
 #: Every account's password (the accounts live in a database deleted after the run).
 PASSWORD = "bench-correct-horse-battery-staple"
 #: Accounts user0..user9 are the uploaders' (and the lone visitor's); a log-in burst uses the next ones.
