@@ -12,7 +12,7 @@ for plain HTTP on loopback and a sign-up limit per client address that one load 
 
 Phases, one after the other, each a Locust run of its own:
 1. warm-up: one visitor for a few seconds, not counted (each process's first requests import code).
-2. idle: one visitor alone: upload, sign up, /trending/, /reports/, home, in turn, half a second apart.
+2. idle: one visitor alone: upload, sign up, /trending/, /reports/, home, in turn, then a 0.5 s pause.
 3. loaded: 20 users for a fixed time: 4 uploading the 6 MB photo, 2 signing up, 14 reading, each
    pausing 0.5-1.5 s between requests. Then the worker's backlog is left to drain; the thumbnail
    figures are those of the images uploaded in this phase.
