@@ -7,9 +7,9 @@ the README, "Passwords"). One lane, because the web processes already hash sever
 once on few cores; more lanes would only make each hash compete with the others.
 
 A process runs at most PASSWORD_HASHES_AT_ONCE hashes at a time (1 by default); other log-ins and
-sign-ups wait their turn. Measured with the site benchmark, a burst of 20 log-ins is over sooner this
-way than with every request thread hashing at once (which thrashes the cache), and the pages served
-beside it wait less (README, "Passwords").
+sign-ups wait their turn. Hashes run side by side are no faster than one after another (each holds
+24 MiB, and together they thrash the cache), and while every request thread hashes, the pages served
+beside a burst of log-ins get no core: measured with the site benchmark (README, "Passwords").
 """
 
 from __future__ import annotations
