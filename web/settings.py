@@ -159,6 +159,12 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
 
+# Password hashes one web process runs at once (0: no limit). Each takes 24 MiB and a core; more at
+# once than cores only thrash the cache, and a burst of log-ins then holds every core (README, "Passwords").
+PASSWORD_HASHES_AT_ONCE = env_int("PASSWORD_HASHES_AT_ONCE", 1)
+if PASSWORD_HASHES_AT_ONCE < 0:
+    refuse(f"PASSWORD_HASHES_AT_ONCE must be 0 (no limit) or more, not {PASSWORD_HASHES_AT_ONCE}.")
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -5,10 +5,21 @@ it on both memory and passes and stay well under the 100 ms a log-in may cost on
 (measured: about 46 ms per hash, 56 ms with two at once; the figures and the attacker's cost are in
 the README, "Passwords"). One lane, because the web processes already hash several passwords at
 once on few cores; more lanes would only make each hash compete with the others.
+
+A process runs at most PASSWORD_HASHES_AT_ONCE hashes at a time (1 by default); other log-ins and
+sign-ups wait their turn. Hashes run side by side are no faster than one after another (each holds
+24 MiB, and together they thrash the cache), and while every request thread hashes, the pages served
+beside a burst of log-ins get no core: measured with the site benchmark (README, "Passwords").
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
+from functools import cache
+
+from django.conf import settings
 from django.contrib.auth.hashers import Argon2PasswordHasher
 
 #: Memory per hash in KiB (24 MiB): what each concurrent log-in holds while it hashes.
@@ -29,3 +40,27 @@ class Argon2idPasswordHasher(Argon2PasswordHasher):
     memory_cost = MEMORY_COST_KIB
     time_cost = TIME_COST
     parallelism = PARALLELISM
+
+    def encode(self, password: str, salt: str) -> str:
+        with _hashing_slot():
+            return super().encode(password, salt)
+
+    def verify(self, password: str, encoded: str) -> bool:
+        with _hashing_slot():
+            return super().verify(password, encoded)
+
+
+@contextlib.contextmanager
+def _hashing_slot() -> Iterator[None]:
+    """Wait for one of the PASSWORD_HASHES_AT_ONCE slots of this process (0: no limit)."""
+    limit = settings.PASSWORD_HASHES_AT_ONCE
+    if limit <= 0:
+        yield
+        return
+    with _slots(limit):
+        yield
+
+
+@cache
+def _slots(limit: int) -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(limit)

@@ -1,10 +1,16 @@
 """Passwords are stored with Argon2id; hashes from before still log in and are upgraded."""
 
+import os
 import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
+import argon2
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.hashers import make_password
+from django.contrib.auth.hashers import check_password, make_password
 
 PASSWORD = "a long and unusual passphrase 42"
 #: OWASP's minimum for Argon2id: 19 MiB, 2 passes, 1 lane.
@@ -64,3 +70,70 @@ def test_an_argon2_hash_made_with_weaker_parameters_is_rehashed_at_the_next_log_
 
     user.refresh_from_db()
     assert _argon2_parameters(user.password)["memory_kib"] >= OWASP_MIN_MEMORY_KIB
+
+
+def test_a_process_hashes_no_more_passwords_at_once_than_password_hashes_at_once(
+    production_password_hashers, settings, monkeypatch
+):
+    settings.PASSWORD_HASHES_AT_ONCE = 2
+    hashing, most = 0, 0
+    counting = threading.Lock()
+    # Each hash lingers until a third one joins it, so without the limit they would all overlap.
+    crowded = threading.Event()
+
+    def counted(real):
+        def hash_counted(*args, **kwargs):
+            nonlocal hashing, most
+            with counting:
+                hashing += 1
+                most = max(most, hashing)
+                if hashing > settings.PASSWORD_HASHES_AT_ONCE:
+                    crowded.set()
+            crowded.wait(timeout=0.3)
+            try:
+                return real(*args, **kwargs)
+            finally:
+                with counting:
+                    hashing -= 1
+
+        return hash_counted
+
+    monkeypatch.setattr(argon2.low_level, "hash_secret", counted(argon2.low_level.hash_secret))
+    monkeypatch.setattr(argon2.PasswordHasher, "verify", counted(argon2.PasswordHasher.verify))
+    stored = make_password(PASSWORD)
+    most = 0
+    results: list[bool] = []
+    log_ins = [
+        threading.Thread(target=lambda: results.append(check_password(PASSWORD, stored))) for _ in range(3)
+    ]
+    sign_ups = [
+        threading.Thread(target=lambda: results.append(bool(make_password(PASSWORD)))) for _ in range(3)
+    ]
+    for thread in log_ins + sign_ups:
+        thread.start()
+    for thread in log_ins + sign_ups:
+        thread.join()
+
+    assert results == [True] * 6
+    assert most == 2
+
+
+def test_a_negative_number_of_hashes_at_once_stops_the_process_with_one_line_naming_it():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=Path(__file__).resolve().parents[3],
+        env={
+            "PATH": os.environ["PATH"],
+            "ENV_FILE": "",
+            "DJANGO_SETTINGS_MODULE": "web.settings",
+            "SECRET_KEY": "k" * 50,
+            "PASSWORD_HASHES_AT_ONCE": "-1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 4
+    assert result.stderr.strip() == "offload: PASSWORD_HASHES_AT_ONCE must be 0 (no limit) or more, not -1."
