@@ -6,17 +6,17 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 from dramatiq import Broker
 from dramatiq.errors import ConnectionClosed
 
 from brokers import DeadLetter, SQSBrokerError
 from web.core.models import OutboxMessage
 from web.ops import charts
+from web.ops.aggregates import EpochSeconds, PercentileDisc
 from web.ops.errors import describe_broker_error
 from web.ops.models import DeadLetterRedrive, QueueDepthSample, TaskRun
 
@@ -70,18 +70,6 @@ THROUGHPUT_BUCKET = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
-class Run:
-    """What the statistics need of one task-run record."""
-
-    actor: str
-    status: str
-    attempts: int
-    started_at: datetime
-    finished_at: datetime | None
-    duration_ms: int | None
-
-
-@dataclass(frozen=True)
 class ActorStats:
     """One actor's runs in one window.
 
@@ -107,50 +95,42 @@ class ActorRow:
         return self.hour, self.day
 
 
-def task_runs_since(*, since: datetime) -> list[Run]:
-    """The task runs started since then (a run's latest attempt decides its window), skips left out."""
-    rows = (
-        TaskRun.objects.filter(started_at__gte=since)
-        .exclude(status=TaskRun.Status.SKIPPED)
-        .values_list("actor_name", "status", "attempts", "started_at", "finished_at", "duration_ms")
-    )
-    return [Run(*row) for row in rows.iterator(chunk_size=5_000)]
+def actor_stats(*, now: datetime) -> list[ActorRow]:
+    """Per actor, by name: runs, failures, retries, p50 and p95 over the last hour and the last 24 hours.
 
-
-def actor_stats(runs: Iterable[Run], *, now: datetime) -> list[ActorRow]:
-    """Per actor, by name: runs, failures, retries, p50 and p95 over the last hour and the last 24 hours."""
-    by_window: dict[str, dict[str, list[Run]]] = {key: defaultdict(list) for key, _ in WINDOWS}
-    for run in runs:
-        for key, length in WINDOWS:
-            if run.started_at >= now - length:
-                by_window[key][run.actor].append(run)
-    actors = sorted(set(by_window["day"]) | set(by_window["hour"]))
+    A message's attempts all update its one record, so they count in the window of its latest start.
+    """
+    hour, day = (_stats_since(now - length) for _, length in WINDOWS)
     return [
-        ActorRow(
-            actor, hour=_stats(by_window["hour"].get(actor, [])), day=_stats(by_window["day"].get(actor, []))
-        )
-        for actor in actors
+        ActorRow(actor, hour=hour.get(actor, ActorStats()), day=day.get(actor, ActorStats()))
+        for actor in sorted(set(hour) | set(day))
     ]
 
 
-def _stats(runs: list[Run]) -> ActorStats:
-    if not runs:
-        return ActorStats()
-    durations = sorted(run.duration_ms for run in runs if run.duration_ms is not None and run.finished_at)
-    return ActorStats(
-        runs=sum(run.attempts for run in runs),
-        failures=sum(1 for run in runs if run.status == TaskRun.Status.FAILED),
-        retries=sum(run.attempts - 1 for run in runs),
-        p50_ms=percentile(durations, 50),
-        p95_ms=percentile(durations, 95),
+def _stats_since(since: datetime) -> dict[str, ActorStats]:
+    rows = (
+        TaskRun.objects.filter(started_at__gte=since)
+        .exclude(status=TaskRun.Status.SKIPPED)
+        .values("actor_name")
+        .annotate(
+            runs=Sum("attempts"),
+            messages=Count("id"),
+            failures=Count("id", filter=Q(status=TaskRun.Status.FAILED)),
+            p50_ms=PercentileDisc("duration_ms", fraction=0.5),
+            p95_ms=PercentileDisc("duration_ms", fraction=0.95),
+        )
+        .order_by()
     )
-
-
-def percentile(ordered: list[int], p: float) -> int | None:
-    """The nearest-rank percentile of sorted values: the smallest value at least p% of them do not exceed."""
-    if not ordered:
-        return None
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+    return {
+        row["actor_name"]: ActorStats(
+            runs=row["runs"],
+            failures=row["failures"],
+            retries=row["runs"] - row["messages"],
+            p50_ms=row["p50_ms"],
+            p95_ms=row["p95_ms"],
+        )
+        for row in rows
+    }
 
 
 @dataclass(frozen=True)
@@ -160,21 +140,25 @@ class Bucket:
     failed: int = 0
 
 
-def throughput(
-    runs: Iterable[Run], *, start: datetime, end: datetime, step: timedelta = THROUGHPUT_BUCKET
-) -> list[Bucket]:
-    """Runs finished per `step` from start to end: those that succeeded, and those that raised."""
+def throughput(*, start: datetime, end: datetime, step: timedelta = THROUGHPUT_BUCKET) -> list[Bucket]:
+    """Runs finished per `step` (whole seconds) from start to end: those that succeeded, those that raised."""
+    failing = [TaskRun.Status.FAILED, TaskRun.Status.RETRYING]
+    per_bucket = (
+        # started_at is indexed; no run outlives a day (the longest time limit is an hour).
+        TaskRun.objects.filter(
+            started_at__gte=start - timedelta(days=1), finished_at__gte=start, finished_at__lt=end
+        )
+        .annotate(bucket=(EpochSeconds("finished_at") - int(start.timestamp())) / int(step.total_seconds()))
+        .values("bucket")
+        .annotate(failed=Count("id", filter=Q(status__in=failing)), finished=Count("id"))
+        .order_by()
+    )
     count = math.ceil((end - start) / step)
     succeeded, failed = [0] * count, [0] * count
-    failing = {TaskRun.Status.FAILED, TaskRun.Status.RETRYING}
-    for run in runs:
-        if run.finished_at is None or not start <= run.finished_at < end:
-            continue
-        i = int((run.finished_at - start) / step)
-        if run.status in failing:
-            failed[i] += 1
-        else:
-            succeeded[i] += 1
+    for row in per_bucket:
+        i = min(count - 1, max(0, row["bucket"]))
+        failed[i] += row["failed"]
+        succeeded[i] += row["finished"] - row["failed"]
     return [Bucket(start + i * step, succeeded[i], failed[i]) for i in range(count)]
 
 
@@ -238,10 +222,9 @@ class Dashboard:
 def dashboard(*, now: datetime) -> Dashboard:
     """The actor table and the 24-hour charts, from the task runs and the queue-depth samples."""
     start = now - CHART_SPAN
-    runs = task_runs_since(since=start)
     return Dashboard(
-        actors=actor_stats(runs, now=now),
-        throughput=_throughput_chart(runs, start=start, end=now),
+        actors=actor_stats(now=now),
+        throughput=_throughput_chart(start=start, end=now),
         depths=[
             _depth_chart(name, samples, start=start, end=now)
             for name, samples in queue_depth_samples(since=start).items()
@@ -249,8 +232,8 @@ def dashboard(*, now: datetime) -> Dashboard:
     )
 
 
-def _throughput_chart(runs: list[Run], *, start: datetime, end: datetime) -> Chart:
-    buckets = throughput(runs, start=start, end=end)
+def _throughput_chart(*, start: datetime, end: datetime) -> Chart:
+    buckets = throughput(start=start, end=end)
     svg = charts.stacked_bars(
         title="Runs finished per 15 minutes, last 24 hours (UTC)",
         start=start,

@@ -1,6 +1,7 @@
 """Per-actor statistics, the 24-hour charts and the queue-depth samples behind them."""
 
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,40 +10,51 @@ from django.utils import timezone
 from tasks.echo import echo
 from tasks.sample_queue_depths import sample_queue_depths
 from tests.waiting import wait_until
+from web.ops.aggregates import percentile
 from web.ops.models import QueueDepthSample, TaskRun
-from web.ops.selectors import ActorStats, Run, actor_stats, percentile, throughput
+from web.ops.selectors import ActorStats, actor_stats, throughput
 from web.ops.services import queue_depth_sample
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
-def run(actor="echo", *, minutes_ago, status="succeeded", attempts=1, duration_ms=100):
+def record(actor="echo", *, minutes_ago, status="succeeded", attempts=1, duration_ms=100):
+    """A task-run record as the TaskRuns middleware leaves it, started that long before NOW."""
     started = NOW - timedelta(minutes=minutes_ago)
-    finished = None if status == "running" else started + timedelta(milliseconds=duration_ms or 0)
-    return Run(actor, status, attempts, started, finished, None if status == "running" else duration_ms)
+    running = status == "running"
+    TaskRun.objects.create(
+        message_id=uuid.uuid4().hex,
+        actor_name=actor,
+        queue_name="default",
+        status=status,
+        attempts=attempts,
+        started_at=started,
+        finished_at=None if running else started + timedelta(milliseconds=duration_ms),
+        duration_ms=None if running else duration_ms,
+    )
 
 
 def test_percentiles_are_nearest_rank_and_absent_without_durations():
     durations = list(range(1, 101))
 
-    assert (percentile(durations, 50), percentile(durations, 95)) == (50, 95)
-    assert (percentile([7], 50), percentile([7], 95)) == (7, 7)
-    assert percentile([], 95) is None
+    assert (percentile(durations, 0.5), percentile(durations, 0.95)) == (50, 95)
+    assert (percentile([7], 0.5), percentile([7], 0.95)) == (7, 7)
+    assert percentile([], 0.95) is None
 
 
+@pytest.mark.django_db
 def test_actor_statistics_count_attempts_failures_and_retries_in_each_window():
-    runs = [
-        run(minutes_ago=10, duration_ms=100),
-        run(minutes_ago=20, duration_ms=300, attempts=3),  # failed twice, then worked
-        run(minutes_ago=30, status="failed", attempts=4, duration_ms=50),  # gave up
-        run(minutes_ago=120, duration_ms=1000),
-        run(minutes_ago=23 * 60, duration_ms=2000),
-        run(minutes_ago=25 * 60, duration_ms=9000),  # older than a day: not counted
-        run(minutes_ago=5, status="running"),
-        run("send_mail", minutes_ago=3 * 60, duration_ms=40),
-    ]
+    record(minutes_ago=10, duration_ms=100)
+    record(minutes_ago=20, duration_ms=300, attempts=3)  # failed twice, then worked
+    record(minutes_ago=30, status="failed", attempts=4, duration_ms=50)  # gave up
+    record(minutes_ago=120, duration_ms=1000)
+    record(minutes_ago=23 * 60, duration_ms=2000)
+    record(minutes_ago=25 * 60, duration_ms=9000)  # older than a day: not counted
+    record(minutes_ago=5, status="running")
+    record(minutes_ago=6, status="skipped", duration_ms=0)  # a repeat it did not run
+    record("send_mail", minutes_ago=3 * 60, duration_ms=40)
 
-    rows = actor_stats(runs, now=NOW)
+    rows = actor_stats(now=NOW)
 
     assert [row.actor for row in rows] == ["echo", "send_mail"]
     echo_row, mail_row = rows
@@ -52,16 +64,16 @@ def test_actor_statistics_count_attempts_failures_and_retries_in_each_window():
     assert mail_row.day == ActorStats(runs=1, p50_ms=40, p95_ms=40)
 
 
+@pytest.mark.django_db
 def test_throughput_counts_finished_runs_per_bucket_apart_from_those_that_raised():
-    runs = [
-        run(minutes_ago=14, duration_ms=60_000),  # finished 13 minutes ago
-        run(minutes_ago=10),
-        run(minutes_ago=9, status="retrying"),
-        run(minutes_ago=20, status="failed"),  # in the first bucket
-        run(minutes_ago=3, status="running"),  # not finished: not counted
-    ]
+    record(minutes_ago=14, duration_ms=60_000)  # finished 13 minutes before NOW
+    record(minutes_ago=10)
+    record(minutes_ago=9, status="retrying")
+    record(minutes_ago=20, status="failed")  # in the first bucket
+    record(minutes_ago=3, status="running")  # not finished: not counted
+    record(minutes_ago=40)  # before the chart starts
 
-    buckets = throughput(runs, start=NOW - timedelta(minutes=30), end=NOW, step=timedelta(minutes=15))
+    buckets = throughput(start=NOW - timedelta(minutes=30), end=NOW, step=timedelta(minutes=15))
 
     assert [(b.start.strftime("%H:%M"), b.succeeded, b.failed) for b in buckets] == [
         ("11:30", 0, 1),
