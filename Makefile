@@ -44,9 +44,11 @@ format: $(VENV)/.installed
 
 # The whole site on loopback: a local SQS server, Django on http://127.0.0.1:8000, a worker and the
 # scheduler. Any AWS credentials do for the local server; real ones in the environment are not used.
+# The local server also makes the S3 bucket that messages larger than SQS takes go through.
 run: $(VENV)/.installed .env
 	PATH=$(BIN):$$PATH AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
-		SQS_ENDPOINT_URL=http://127.0.0.1:9324 $(BIN)/honcho start -f Procfile.dev
+		SQS_ENDPOINT_URL=http://127.0.0.1:9324 SQS_PAYLOAD_BUCKET=offload-local-payloads \
+		$(BIN)/honcho start -f Procfile.dev
 
 # Local settings, made once and kept out of git: every process of `make run` (honcho reads this file)
 # and every manage.py command typed by hand (web/settings.py reads it) share this one SECRET_KEY, so

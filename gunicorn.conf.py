@@ -13,3 +13,9 @@ def on_starting(server: object) -> None:
     from django.conf import settings
 
     settings.SECRET_KEY  # noqa: B018 (reading a setting loads the settings module)
+    if settings.METRICS_TOKEN:
+        from web.metrics.exposition import use_run_directory
+
+        # Before any worker is forked: each counts its requests in this run's directory, and
+        # /metrics, whichever worker answers it, sums them all.
+        use_run_directory(settings.METRICS_DIR, kind="web", owner=os.getpid())

@@ -15,6 +15,7 @@ Local figures on this machine, not Lambda's: they show what the package costs, n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -54,8 +56,9 @@ answered = time.perf_counter()
 handler(event, Context())
 warm = time.perf_counter()
 status = first.get("statusCode", 200)
+failed = len(first.get("batchItemFailures") or [])
 print(json.dumps({"import": imported - started, "first": answered - imported,
-                  "cold": answered - started, "warm": warm - answered, "status": status}))
+                  "cold": answered - started, "warm": warm - answered, "status": status, "failed": failed}))
 """
 
 
@@ -83,8 +86,10 @@ def measure(package: Path, env: dict[str, str], handler: str, event: dict, runs:
         if run.returncode != 0:
             raise SystemExit(f"{handler} failed:\n{run.stderr}")
         result = json.loads(run.stdout.strip().splitlines()[-1])
-        if result["status"] >= 400:
-            raise SystemExit(f"{handler} answered {result['status']}:\n{run.stderr}")
+        if result["status"] >= 400 or result["failed"]:
+            raise SystemExit(
+                f"{handler} answered {result['status']}, {result['failed']} failed:\n{run.stderr}"
+            )
         for key in figures:
             figures[key].append(result[key] * 1000)
     return figures
@@ -96,6 +101,27 @@ def main() -> None:
     options = parser.parse_args()
     if not ARCHIVE.exists():
         raise SystemExit(f"No package at {ARCHIVE.relative_to(ROOT)}: run make lambda-package first.")
+    with deployment() as (package, env, _):
+        events = {
+            "web_handler": json.loads((SAMPLES / "function_url.json").read_text()),
+            "scheduler_handler": json.loads((SAMPLES / "scheduler.json").read_text()),
+        }
+        sys.stdout.write(
+            f"{ARCHIVE.stat().st_size / 2**20:.1f} MB zipped, {_size(package) / 2**20:.1f} MB unzipped\n"
+        )
+        for handler, event in events.items():
+            figures = measure(package, env, handler, event, options.runs)
+            line = ", ".join(f"{key} {_summary(values)}" for key, values in figures.items())
+            sys.stdout.write(f"{handler} ({options.runs} runs, ms): {line}\n")
+
+
+@contextlib.contextmanager
+def deployment() -> Iterator[tuple[Path, dict[str, str], str]]:
+    """The unzipped package, the environment its functions get, and the local SQS/S3 endpoint.
+
+    The queues and the media bucket exist (the functions may not create queues), and the SQLite
+    database is migrated; all of it is gone when the block ends.
+    """
     with tempfile.TemporaryDirectory() as work, running_local_sqs() as endpoint:
         package = Path(work) / "task"
         with zipfile.ZipFile(ARCHIVE) as zipped:
@@ -123,17 +149,7 @@ def main() -> None:
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=package, env=env, check=True
         )
-        events = {
-            "web_handler": json.loads((SAMPLES / "function_url.json").read_text()),
-            "scheduler_handler": json.loads((SAMPLES / "scheduler.json").read_text()),
-        }
-        sys.stdout.write(
-            f"{ARCHIVE.stat().st_size / 2**20:.1f} MB zipped, {_size(package) / 2**20:.1f} MB unzipped\n"
-        )
-        for handler, event in events.items():
-            figures = measure(package, env, handler, event, options.runs)
-            line = ", ".join(f"{key} {_summary(values)}" for key, values in figures.items())
-            sys.stdout.write(f"{handler} ({options.runs} runs, ms): {line}\n")
+        yield package, env, endpoint
 
 
 def _lower(credentials: dict[str, str]) -> dict[str, str]:

@@ -10,12 +10,14 @@ from brokers.errors import (
     InvalidQueueName,
     MalformedMessage,
     MessageTooLarge,
+    NotAnSQSEvent,
     PollerDied,
     QueueDoesNotExist,
     SQSBrokerError,
     SQSRequestFailed,
 )
 from brokers.sqs import SQSBroker
+from brokers.sqs_events import SQSEventHandler
 
 __all__ = [
     "BatchSendFailed",
@@ -27,9 +29,11 @@ __all__ = [
     "InvalidQueueName",
     "MalformedMessage",
     "MessageTooLarge",
+    "NotAnSQSEvent",
     "PollerDied",
     "QueueDoesNotExist",
     "SQSBroker",
     "SQSBrokerError",
+    "SQSEventHandler",
     "SQSRequestFailed",
 ]

@@ -5,7 +5,8 @@ in brokers.receiving, dead letters are written by brokers.deadletters, and lease
 batched deletes) are kept by brokers.leases. It is handed those collaborators by the broker.
 
 It never stalls on one message: anything that goes wrong while it takes in a received message
-sends that message to the dead-letter queue with the reason, and the poller goes on. Should the
+sends that message to the dead-letter queue with the reason, and the poller goes on (but for a
+payload S3 could not hand over: that message stays in SQS for a later try). Should the
 poller itself stop, the next call for a message raises, so the worker restarts the consumer.
 """
 
@@ -17,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -28,11 +29,19 @@ from dramatiq.message import Message
 
 from brokers.client import SQSClient
 from brokers.deadletters import DeadLetters, Reason, failed_body
-from brokers.errors import DeadLetteringFailed, PollerDied, SQSBrokerError
+from brokers.errors import (
+    DeadLetteringFailed,
+    MalformedMessage,
+    PayloadError,
+    PayloadMissing,
+    PollerDied,
+    SQSBrokerError,
+)
 from brokers.leases import Lease, LeaseKeeper
 from brokers.limits import MAX_LONG_POLL_MS, MAX_RECEIVE_MESSAGES, seconds
+from brokers.payloads import Payloads, Pointer
 from brokers.queues import Queue
-from brokers.receiving import Reject, Resend, Run, decide
+from brokers.receiving import DECODE_ERROR, Reject, Resend, Run, decide
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +63,19 @@ class SQSMessage(MessageProxy):
     """A received message: the dramatiq message plus where it came from in SQS."""
 
     def __init__(
-        self, message: Message[Any], *, queue: Queue, receipt_handle: str, receive_count: int
+        self,
+        message: Message[Any],
+        *,
+        queue: Queue,
+        receipt_handle: str,
+        receive_count: int,
+        pointer: Pointer | None = None,
     ) -> None:
         super().__init__(message)
         self._queue = queue
         self._receipt_handle = receipt_handle
         self._receive_count = receive_count
+        self._pointer = pointer
 
     @property
     def queue(self) -> Queue:
@@ -79,6 +95,11 @@ class SQSMessage(MessageProxy):
     def message(self) -> Message[Any]:
         """The dramatiq message itself."""
         return self._message
+
+    @property
+    def pointer(self) -> Pointer | None:
+        """Where its body is in S3, when it came through S3."""
+        return self._pointer
 
     @property
     def exception(self) -> BaseException | None:
@@ -103,11 +124,13 @@ class SQSConsumer(Consumer):
         receiving: ReceiveSettings,
         prefetch: int,
         timeout: int,
+        payloads: Payloads,
     ) -> None:
         self._queue = queue
         self._sqs = sqs
         self._leases = leases
         self._dead_letters = dead_letters
+        self._payloads = payloads
         self._receiving = receiving
         self._prefetch = max(1, prefetch)
         self._timeout_s = timeout / 1000
@@ -150,22 +173,26 @@ class SQSConsumer(Consumer):
             raise PollerDied(f"The poller of queue {self._queue.name!r} stopped.")
 
     def ack(self, message: MessageProxy) -> None:
-        self._leases.ack(message.receipt_handle)
+        received = cast(SQSMessage, message)  # the worker hands back what this consumer gave it
+        self._leases.ack(received.receipt_handle, on_deleted=self._payloads.deleter(received.pointer))
 
     def nack(self, message: MessageProxy) -> None:
-        received = cast(SQSMessage, message)  # the worker hands back what this consumer gave it
+        received = cast(SQSMessage, message)
         reason = Reason.for_failure(received.message, self._queue, received.exception)
+        pointer = received.pointer
         try:
             self._dead_letters.send(
                 self._queue,
-                body=failed_body(received.message, self._queue),
+                # A message that came through S3 stays there: its dead letter is the same pointer.
+                body=pointer.body if pointer else failed_body(received.message, self._queue),
                 reason=reason,
                 message_id=received.message_id,
+                attributes=pointer.attributes() if pointer else None,
             )
         except DeadLetteringFailed:
             self._leases.forget(message.receipt_handle)  # SQS delivers it again after its lease
             raise
-        self._leases.ack(message.receipt_handle)
+        self._leases.ack(message.receipt_handle, on_deleted=self._unless_kept(pointer))
 
     def requeue(self, messages: Iterable[MessageProxy]) -> None:
         # dramatiq requeues only when this consumer is about to close (shutdown, connection error):
@@ -268,10 +295,16 @@ class SQSConsumer(Consumer):
         return self._leases.track(self._queue.url, raw["ReceiptHandle"], raw["MessageId"])
 
     def _accept(self, raw: dict[str, Any]) -> None:
-        """Take one received message in; whatever goes wrong, it ends in the dead-letter queue."""
+        """Take one received message in; whatever goes wrong, it ends in the dead-letter queue
+        (but for a payload S3 could not hand over: that message is left for a later try)."""
         lease = self._track(raw)
+        pointer = None
         try:
-            decision = decide(raw.get("Body", ""), self._queue, now_ms=current_millis())
+            taken = self._take(raw)
+            if taken is None:
+                return
+            body, pointer = taken
+            decision = decide(body, self._queue, now_ms=current_millis())
             if isinstance(decision, Reject):
                 logger.error(
                     "Message %r on %r cannot run (%s); moving it to the dead-letter queue.",
@@ -279,12 +312,12 @@ class SQSConsumer(Consumer):
                     self._queue.name,
                     decision.error,
                 )
-                self._reject(raw, Reason.for_rejected(decision, self._queue))
+                self._reject(raw, Reason.for_rejected(decision, self._queue), pointer)
             elif isinstance(decision, Resend):
-                self._hop(raw, decision)
+                self._hop(raw, decision, pointer)
             else:
                 self._leases.rename(lease, decision.message.message_id)
-                self._hand_over(raw, decision)
+                self._hand_over(raw, decision, pointer)
         except Exception as e:
             logger.exception(
                 "Could not take in message %r from %r; moving it to the dead-letter queue.",
@@ -292,14 +325,42 @@ class SQSConsumer(Consumer):
                 self._queue.name,
             )
             reason = Reason("", self._queue.name, type(e).__name__, str(e) or repr(e), attempts=1)
-            self._reject(raw, reason)
+            self._reject(raw, reason, pointer)
 
-    def _hand_over(self, raw: dict[str, Any], run: Run) -> None:
+    def _take(self, raw: dict[str, Any]) -> tuple[str, Pointer | None] | None:
+        """The body to judge (a payload fetched from S3) and its pointer; None when the message was
+        dealt with here: dead-lettered (a bad pointer, a missing object) or left for a later try."""
+        try:
+            return self._payloads.take(raw.get("Body", ""), raw.get("MessageAttributes"))
+        except MalformedMessage as e:
+            reason = Reason("", self._queue.name, DECODE_ERROR, str(e), attempts=1)
+        except PayloadMissing as e:
+            reason = Reason("", self._queue.name, type(e).__name__, str(e), attempts=1)
+        except (ConnectionClosed, PayloadError) as e:
+            logger.warning(
+                "Could not read the S3 payload of message %r on %r (it comes back after its lease): %s",
+                raw["MessageId"],
+                self._queue.name,
+                e,
+            )
+            self._leases.forget(raw["ReceiptHandle"])
+            return None
+        logger.error(
+            "Message %r on %r cannot run (%s); moving it to the dead-letter queue.",
+            raw["MessageId"],
+            self._queue.name,
+            reason.error,
+        )
+        self._reject(raw, reason, None)
+        return None
+
+    def _hand_over(self, raw: dict[str, Any], run: Run, pointer: Pointer | None) -> None:
         proxy = SQSMessage(
             run.message,
             queue=self._queue,
             receipt_handle=raw["ReceiptHandle"],
             receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+            pointer=pointer,
         )
         with self._cond:
             if run.due_at is not None:
@@ -308,10 +369,14 @@ class SQSConsumer(Consumer):
                 self._ready.append(proxy)
             self._cond.notify_all()
 
-    def _reject(self, raw: dict[str, Any], reason: Reason) -> None:
+    def _reject(self, raw: dict[str, Any], reason: Reason, pointer: Pointer | None) -> None:
         try:
             self._dead_letters.send(
-                self._queue, body=raw.get("Body", ""), reason=reason, message_id=raw["MessageId"]
+                self._queue,
+                body=raw.get("Body", ""),
+                reason=reason,
+                message_id=raw["MessageId"],
+                attributes=pointer.attributes() if pointer else None,
             )
         except Exception:
             logger.exception(
@@ -319,16 +384,25 @@ class SQSConsumer(Consumer):
             )
             self._leases.forget(raw["ReceiptHandle"])
             return
-        self._leases.ack(raw["ReceiptHandle"])
+        self._leases.ack(raw["ReceiptHandle"], on_deleted=self._unless_kept(pointer))
 
-    def _hop(self, raw: dict[str, Any], resend: Resend) -> None:
-        """Send a message that is not yet due around again, for at most SQS's longest delay."""
+    def _unless_kept(self, pointer: Pointer | None) -> Callable[[], None] | None:
+        """Deletes a dead letter's payload once its original is deleted, unless the dead letter keeps it."""
+        return None if self._queue.dead_letter_url else self._payloads.deleter(pointer)
+
+    def _hop(self, raw: dict[str, Any], resend: Resend, pointer: Pointer | None) -> None:
+        """Send a message that is not yet due around again, for at most SQS's longest delay.
+
+        A message that came through S3 hops as the same pointer: its object is not stored again.
+        """
+        attributes = {"MessageAttributes": pointer.attributes()} if pointer else {}
         try:
             self._sqs.call(
                 "SendMessage",
                 QueueUrl=self._queue.url,
                 MessageBody=raw["Body"],
                 DelaySeconds=seconds(resend.delay_ms),
+                **attributes,
             )
         except (ConnectionClosed, SQSBrokerError) as e:
             logger.warning(

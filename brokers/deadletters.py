@@ -3,7 +3,10 @@ and an operator can send it back once the cause is fixed.
 
 The reason travels as message attributes (`offload.actor`, `offload.queue`, `offload.error_type`,
 `offload.error`, `offload.attempts`, `offload.failed_at`), so SQS's own console and any client can
-read it without decoding the body; the body is the message as it was, so it can be redriven.
+read it without decoding the body; the body is the message as it was, so it can be redriven. A
+message that came through S3 is dead-lettered as its pointer, and its object stays while the dead
+letter exists; a redriven one goes back as a new message (through S3 again if still large), and the
+old object is deleted once its dead letter is.
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ from brokers.errors import (
     DeadLetteringFailed,
     DeadLetterNotFound,
     MalformedMessage,
+    PayloadError,
+    PayloadMissing,
     SQSBrokerError,
 )
 from brokers.limits import MAX_RECEIVE_MESSAGES, chunks, seconds
+from brokers.payloads import Payloads, Pointer, parse_pointer
 from brokers.queues import Queue
 from brokers.receiving import Reject, decode
 from brokers.sending import DEFAULT_MESSAGE_GROUP, Pending, Sender
@@ -106,6 +112,15 @@ def failed_body(message: Message[Any], queue: Queue) -> str:
     return body.decode("utf-8")
 
 
+@dataclass(frozen=True)
+class _Received:
+    """A dead letter taken off its queue for redrive."""
+
+    receipt_handle: str
+    #: Where its payload is in S3, when it came through S3.
+    pointer: Pointer | None
+
+
 class DeadLetters:
     """Writes dead letters and redrives them; thread-safe.
 
@@ -113,21 +128,36 @@ class DeadLetters:
       sqs: The client every request goes through.
       sender: Sends redriven messages in batches.
       prepare: Makes a message ready to send to a queue, as enqueue does.
+      payloads: Reads the payloads of dead letters that came through S3.
     """
 
     def __init__(
-        self, sqs: SQSClient, sender: Sender, prepare: Callable[[Queue, Message[Any]], Pending]
+        self,
+        sqs: SQSClient,
+        sender: Sender,
+        prepare: Callable[[Queue, Message[Any]], Pending],
+        payloads: Payloads,
     ) -> None:
         self._sqs = sqs
         self._sender = sender
         self._prepare = prepare
+        self._payloads = payloads
 
-    def send(self, queue: Queue, *, body: str, reason: Reason, message_id: str) -> None:
+    def send(
+        self,
+        queue: Queue,
+        *,
+        body: str,
+        reason: Reason,
+        message_id: str,
+        attributes: dict[str, Any] | None = None,
+    ) -> None:
         """Write one dead letter; afterwards the caller may delete the original.
 
-        With no dead-letter queue (dead_letter=False) it only logs: the message is not kept.
-        Raises ConnectionClosed when SQS could not be reached (the original should stay hidden and
-        be tried again), or DeadLetteringFailed when SQS refused (the original should come back).
+        `attributes` go along with the reason's (a pointer's size attribute). With no dead-letter
+        queue (dead_letter=False) it only logs: the message is not kept. Raises ConnectionClosed
+        when SQS could not be reached (the original should stay hidden and be tried again), or
+        DeadLetteringFailed when SQS refused (the original should come back).
         """
         if queue.dead_letter_url is None:
             logger.error(
@@ -143,7 +173,7 @@ class DeadLetters:
         params: dict[str, Any] = {
             "QueueUrl": queue.dead_letter_url,
             "MessageBody": body,
-            "MessageAttributes": reason.attributes(),
+            "MessageAttributes": {**(attributes or {}), **reason.attributes()},
         }
         if queue.fifo:
             params["MessageGroupId"] = DEFAULT_MESSAGE_GROUP
@@ -184,8 +214,7 @@ class DeadLetters:
             sent, failed = self._sender.send_all(list(fresh))
             done = [fresh[item] for item in sent]
             for chunk in chunks(done):
-                entries = [{"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(chunk)]
-                self._sqs.call("DeleteMessageBatch", QueueUrl=dead_letter_url, Entries=entries)
+                self._delete(dead_letter_url, chunk)
             moved += len(done)
             if failed:
                 raise BatchSendFailed(failed, len(done))
@@ -195,20 +224,30 @@ class DeadLetters:
             logger.info("Moved %d dead letters back to %r.", moved, queue.name)
         return moved
 
-    def _fresh(self, queue: Queue, received: list[dict[str, Any]]) -> dict[Pending, str]:
-        """The received dead letters ready to send again, each with its receipt handle."""
-        fresh: dict[Pending, str] = {}
+    def _delete(self, dead_letter_url: str, chunk: list[_Received]) -> None:
+        entries = [{"Id": str(i), "ReceiptHandle": dead.receipt_handle} for i, dead in enumerate(chunk)]
+        response = self._sqs.call("DeleteMessageBatch", QueueUrl=dead_letter_url, Entries=entries)
+        failed = {int(failure["Id"]) for failure in response.get("Failed", [])}
+        for i, dead in enumerate(chunk):
+            # Its payload goes with the dead letter; the redriven message has an object of its own.
+            if i not in failed and dead.pointer is not None and self._payloads.delete_payloads:
+                self._payloads.delete_quietly(dead.pointer)
+
+    def _fresh(self, queue: Queue, received: list[dict[str, Any]]) -> dict[Pending, _Received]:
+        """The received dead letters ready to send again, each with where it came from."""
+        fresh: dict[Pending, _Received] = {}
         for raw in received:
             try:
-                message = decode(raw["Body"])
-            except MalformedMessage:
-                logger.warning("Dead letter %r is not a dramatiq message; leaving it.", raw["MessageId"])
+                body, pointer = self._payloads.take(raw["Body"], raw.get("MessageAttributes"))
+                message = decode(body)
+            except (MalformedMessage, PayloadError, ConnectionClosed) as e:
+                logger.warning("Dead letter %r cannot be redriven; leaving it: %s", raw["MessageId"], e)
                 continue
             options = {k: v for k, v in message.options.items() if k not in _RETRY_OPTIONS}
             item = self._prepare(queue, Message(**{**message.asdict(), "options": options}))
             if queue.fifo:  # a new deduplication id, or SQS would drop it as the message it was
                 item.entry["MessageDeduplicationId"] = f"{message.message_id}-redrive-{current_millis()}"
-            fresh[item] = raw["ReceiptHandle"]
+            fresh[item] = _Received(raw["ReceiptHandle"], pointer)
         return fresh
 
     # --- what operators do with single dead letters ------------------------------------------------
@@ -219,7 +258,8 @@ class DeadLetters:
         timeout of PEEK_VISIBILITY_MS and made visible again as soon as the peek is over. In between
         nobody else sees it (a redrive running then skips it), and each peek adds one to its receive
         count. On a standard queue SQS may show a different sample of a large queue each time; on a
-        FIFO queue every dead letter is in one message group, so a peek shows the first ten.
+        FIFO queue every dead letter is in one message group, so a peek shows the first ten. A dead
+        letter that came through S3 is shown by its reason; its payload is not fetched (`get` does).
         """
         url = self._url(queue)
         waiting = self._visible(url)
@@ -234,43 +274,57 @@ class DeadLetters:
                 held.update((raw["MessageId"], raw) for raw in received)
         finally:
             self._release(url, [raw["ReceiptHandle"] for raw in held.values()])
-        letters = [DeadLetter.from_sqs(raw) for raw in held.values()]
+        letters = [self._letter(raw, fetch=False) for raw in held.values()]
         return sorted(letters, key=lambda letter: (letter.failed_at, letter.id))
 
     def get(self, queue: Queue, dead_letter_id: str) -> DeadLetter:
-        """One dead letter by its id (its SQS MessageId), left where it is; raises DeadLetterNotFound."""
+        """One dead letter by its id (its SQS MessageId), its S3 payload fetched, left where it is.
+
+        Raises DeadLetterNotFound, or ConnectionClosed or PayloadError when S3 could not answer.
+        """
         url = self._url(queue)
         raw = self._find(url, dead_letter_id)
-        self._release(url, [raw["ReceiptHandle"]])
-        return DeadLetter.from_sqs(raw)
+        try:
+            return self._letter(raw, fetch=True)
+        finally:
+            self._release(url, [raw["ReceiptHandle"]])
 
     def delete(self, queue: Queue, dead_letter_id: str) -> DeadLetter:
-        """Delete one dead letter for good; returns what it was. Raises DeadLetterNotFound."""
+        """Delete one dead letter for good, and its S3 payload; returns what it was.
+
+        Raises DeadLetterNotFound.
+        """
         url = self._url(queue)
         raw = self._find(url, dead_letter_id)
+        letter = self._letter(raw, fetch=False)
         try:
             self._sqs.call("DeleteMessage", QueueUrl=url, ReceiptHandle=raw["ReceiptHandle"])
         except BaseException:
             self._release(url, [raw["ReceiptHandle"]])
             raise
+        if letter.pointer is not None and self._payloads.delete_payloads:
+            self._payloads.delete_quietly(letter.pointer)
         logger.info("Deleted dead letter %r of %r.", dead_letter_id, queue.name)
-        return DeadLetter.from_sqs(raw)
+        return letter
 
     def retry(self, queue: Queue, dead_letter_id: str) -> DeadLetter:
         """Send one dead letter back to its queue with its retries reset, then delete it; returns it.
 
-        Raises DeadLetterNotFound, MalformedMessage when its body is not a dramatiq message (it can
-        only be deleted), or BatchSendFailed when its queue did not take it (it stays a dead letter).
+        Raises DeadLetterNotFound, MalformedMessage when it is not a dramatiq message or its S3
+        payload is gone (it can only be deleted), ConnectionClosed or PayloadError when S3 could not
+        answer, or BatchSendFailed when its queue did not take it (it stays a dead letter).
         """
         url = self._url(queue)
         raw = self._find(url, dead_letter_id)
-        letter = DeadLetter.from_sqs(raw)
         try:
+            letter = self._letter(raw, fetch=True)
             if letter.message is None:
                 raise MalformedMessage(
                     f"Dead letter {dead_letter_id!r} cannot run, only be deleted: {letter.malformed}"
                 )
             fresh = self._fresh(queue, [raw])
+            if not fresh:  # its payload could not be read again just now
+                raise SQSBrokerError(f"Dead letter {dead_letter_id!r} could not be read again; it stays.")
             sent, failed = self._sender.send_all(list(fresh))
             if failed:
                 raise BatchSendFailed(failed, len(sent))
@@ -278,8 +332,25 @@ class DeadLetters:
             self._release(url, [raw["ReceiptHandle"]])
             raise
         self._sqs.call("DeleteMessage", QueueUrl=url, ReceiptHandle=raw["ReceiptHandle"])
+        if letter.pointer is not None and self._payloads.delete_payloads:
+            # The redriven message has an object of its own.
+            self._payloads.delete_quietly(letter.pointer)
         logger.info("Sent dead letter %r back to %r.", dead_letter_id, queue.name)
         return letter
+
+    def _letter(self, raw: dict[str, Any], *, fetch: bool) -> DeadLetter:
+        """A received dead letter; with `fetch`, the payload of one that came through S3 is read."""
+        try:
+            pointer = parse_pointer(raw["Body"], raw.get("MessageAttributes"))
+        except MalformedMessage as e:
+            return DeadLetter.from_sqs(raw, malformed=str(e))
+        if pointer is None or not fetch:
+            return DeadLetter.from_sqs(raw, pointer=pointer)
+        try:
+            payload = self._payloads.fetch(pointer)
+        except (PayloadMissing, MalformedMessage) as e:
+            return DeadLetter.from_sqs(raw, pointer=pointer, malformed=f"its S3 payload cannot be read: {e}")
+        return DeadLetter.from_sqs(raw, pointer=pointer, payload=payload)
 
     def _url(self, queue: Queue) -> str:
         if queue.dead_letter_url is None:
@@ -356,11 +427,13 @@ class DeadLetter:
     """One message in a dead-letter queue, as an operator sees it.
 
     Messages SQS moved there itself (its RedrivePolicy, after a process crashed while holding them)
-    carry no reason: their error_type and error are empty and `attempts` is their receive count.
+    carry no reason: their error_type and error are empty and `attempts` is their receive count. One
+    that came through S3 has its `pointer`; its body and message are known once its payload is read.
     """
 
     #: The dead letter's SQS MessageId: what names it to get, retry or delete it.
     id: str
+    #: The message as sent: its S3 payload when that was read, else the SQS body (maybe a pointer).
     body: str
     actor: str
     queue: str
@@ -373,12 +446,27 @@ class DeadLetter:
     receive_count: int
     #: The dramatiq message the body holds; None when the body is not one.
     message: Message[Any] | None
-    #: Why the body is not a dramatiq message, when it is not.
+    #: Why the body is not a dramatiq message, when it is known not to be one.
     malformed: str = ""
+    #: Where its payload is in S3, when it came through S3.
+    pointer: Pointer | None = None
+
+    @property
+    def can_retry(self) -> bool:
+        """Whether it may be a message a worker can run (one in S3 is only known to be once read)."""
+        return self.message is not None or (self.pointer is not None and not self.malformed)
 
     @classmethod
-    def from_sqs(cls, raw: dict[str, Any]) -> DeadLetter:
-        """A dead letter from a ReceiveMessage entry that asked for every message attribute."""
+    def from_sqs(
+        cls,
+        raw: dict[str, Any],
+        *,
+        pointer: Pointer | None = None,
+        payload: str | None = None,
+        malformed: str = "",
+    ) -> DeadLetter:
+        """A dead letter from a ReceiveMessage entry that asked for every message attribute, with
+        its S3 pointer and payload when it came through S3, or why it cannot be run."""
         reason = {
             name.removeprefix(_REASON_PREFIX): value.get("StringValue", "")
             for name, value in raw.get("MessageAttributes", {}).items()
@@ -386,16 +474,18 @@ class DeadLetter:
         }
         reason = {name: "" if value == "-" else value for name, value in reason.items()}
         system = raw.get("Attributes", {})
-        try:
-            message: Message[Any] | None = decode(raw["Body"])
-            malformed = ""
-        except MalformedMessage as e:
-            message, malformed = None, str(e)
+        body = payload if payload is not None else raw["Body"]
+        message: Message[Any] | None = None
+        if not malformed and (pointer is None or payload is not None):
+            try:
+                message = decode(body)
+            except MalformedMessage as e:
+                malformed = str(e)
         sent_at = datetime.fromtimestamp(int(system.get("SentTimestamp", 0)) / 1000, UTC)
         receive_count = int(system.get("ApproximateReceiveCount", 0))
         return cls(
             id=raw["MessageId"],
-            body=raw["Body"],
+            body=body,
             actor=reason.get("actor") or (message.actor_name if message else ""),
             queue=reason.get("queue") or (message.queue_name if message else ""),
             error_type=reason.get("error_type", ""),
@@ -405,6 +495,7 @@ class DeadLetter:
             receive_count=receive_count,
             message=message,
             malformed=malformed,
+            pointer=pointer,
         )
 
 

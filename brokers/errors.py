@@ -21,7 +21,21 @@ class QueueDoesNotExist(SQSBrokerError, QueueNotFound):
 
 
 class MessageTooLarge(SQSBrokerError, ValueError):
-    """Raised at enqueue when a message body exceeds its queue's MaximumMessageSize."""
+    """Raised at enqueue when a message exceeds its queue's MaximumMessageSize and no bucket takes it."""
+
+
+class PayloadError(SQSBrokerError):
+    """Raised when S3 refuses to store, read or delete the payload of a message sent through S3."""
+
+    def __init__(self, action: str, code: str, detail: str) -> None:
+        super().__init__(f"S3 {action} failed: {code}: {detail}")
+        self.action = action
+        self.code = code
+        self.detail = detail
+
+
+class PayloadMissing(PayloadError):
+    """Raised when a message points to an S3 object (or bucket) that does not exist."""
 
 
 class FifoDelayNotSupported(SQSBrokerError, ValueError):
@@ -35,6 +49,11 @@ class MalformedMessage(SQSBrokerError, ValueError):
         super().__init__(message)
         #: The actor the body names, when it names one.
         self.actor = actor
+
+
+class NotAnSQSEvent(SQSBrokerError, ValueError):
+    """Raised by the SQS event handler for an event that is not a batch of SQS records (a function
+    wired to the wrong source); the text says what the event is instead."""
 
 
 class PollerDied(SQSBrokerError):

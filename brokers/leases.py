@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,9 @@ class Lease:
     #: Set when a retry of this message could not be enqueued: its ack must not delete it.
     protected: bool = False
     acked_at: float = field(default=0.0)
+    #: Called once SQS has deleted the acked message (its S3 payload goes then, never before), with
+    #: the lease keeper's lock held: it must only hand the work on.
+    on_deleted: Callable[[], None] | None = None
 
 
 class LeaseKeeper:
@@ -114,8 +117,11 @@ class LeaseKeeper:
             return True
 
     # --- endings --------------------------------------------------------------------------------
-    def ack(self, receipt_handle: str) -> None:
-        """The message is done: delete it in the next batch (or let it reappear if protected)."""
+    def ack(self, receipt_handle: str, *, on_deleted: Callable[[], None] | None = None) -> None:
+        """The message is done: delete it in the next batch (or let it reappear if protected).
+
+        `on_deleted` is called once SQS has confirmed the delete, and not at all otherwise.
+        """
         with self._cond:
             lease = self._leases.get(receipt_handle)
             if lease is None or lease.state is not _State.ACTIVE:
@@ -131,6 +137,7 @@ class LeaseKeeper:
             else:
                 lease.state = _State.ACKED
                 lease.acked_at = time.monotonic()
+                lease.on_deleted = on_deleted
                 self._acked[lease.queue_url].append(lease)
             self._cond.notify_all()
 
@@ -292,6 +299,8 @@ class LeaseKeeper:
                             failure.get("Code"),
                             failure.get("Message"),
                         )
+                    elif lease.on_deleted is not None:  # only a confirmed delete: a refused one may come back
+                        lease.on_deleted()
                     self._drop(lease)
                 self._cond.notify_all()
             if failed:

@@ -1,8 +1,9 @@
 """A loopback SQS (and S3) server for development and tests: moto in server mode.
 
-    python -m brokers.localsqs [--host 127.0.0.1] [--port 9324]
+    python -m brokers.localsqs [--host 127.0.0.1] [--port 9324] [--bucket NAME ...]
     python -m brokers.localsqs --wait http://127.0.0.1:9324 [--timeout 30]
 
+--bucket creates an S3 bucket once the server is up (the one large messages go to, for `make run`).
 The second form waits until a server answers at that URL, so a Procfile can start the worker after it.
 """
 
@@ -71,6 +72,20 @@ class LocalSQSServer:
     def stop(self) -> None:
         self._server.stop()
 
+    def create_buckets(self, names: list[str]) -> None:
+        """Create S3 buckets on this server (any credentials do for it)."""
+        import boto3
+
+        s3 = boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",  # noqa: S106 - the loopback server takes any
+        )
+        for name in names:
+            s3.create_bucket(Bucket=name)
+
     def __enter__(self) -> LocalSQSServer:
         return self.start()
 
@@ -96,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m brokers.localsqs", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
+    parser.add_argument(
+        "--bucket", action="append", default=[], metavar="NAME", help="create this S3 bucket (repeatable)"
+    )
     parser.add_argument("--wait", metavar="URL", help="only wait until a server answers at URL, then exit")
     parser.add_argument("--timeout", type=float, default=DEFAULT_WAIT_S, help="seconds --wait waits")
     args = parser.parse_args(argv)
@@ -107,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     server = LocalSQSServer(args.host, args.port).start()
+    server.create_buckets([name for name in args.bucket if name])
     print(f"Local SQS and S3 listening on {server.endpoint_url} (Ctrl-C stops it).", flush=True)
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -7,6 +7,11 @@ never held back, and every caller still returns only once SQS has accepted its o
 raises), so nothing is acknowledged to the application before SQS has it. A sender interrupted
 while it carries other threads' messages (a time limit, a shutdown) hands them back to be sent by
 the next of those threads, so no caller is left waiting for a request that never completes.
+
+A message above its queue's payload threshold is stored in S3 first, by its own caller and outside
+the coalescing, so a failed upload fails that message alone (in `send_all`, that entry alone); the
+object is deleted again when SQS refuses the pointer, and kept when SQS may have it (a connection
+error mid-request).
 """
 
 from __future__ import annotations
@@ -22,8 +27,17 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
 from brokers.client import SQSClient
-from brokers.errors import FailedEntry, FifoDelayNotSupported, MessageTooLarge, SQSRequestFailed
+from brokers.errors import (
+    FailedEntry,
+    FifoDelayNotSupported,
+    MessageTooLarge,
+    PayloadError,
+    QueueDoesNotExist,
+    SQSBrokerError,
+    SQSRequestFailed,
+)
 from brokers.limits import MAX_DELAY_MS, chunks, seconds
+from brokers.payloads import Payloads, Pointer
 from brokers.queues import Queue
 
 logger = logging.getLogger(__name__)
@@ -33,24 +47,38 @@ DEFAULT_MESSAGE_GROUP = "default"
 #: Attempts for batch entries that SQS failed on its own side (SenderFault false). Connection errors
 #: are not retried here: botocore's standard retry mode already did.
 BATCH_ATTEMPTS = 4
+#: How FailedEntry names an entry whose service (SQS or S3) could not be reached.
+UNREACHABLE = "ConnectionClosed"
 
 
 @dataclass(eq=False)
 class Pending:
-    """A message ready to send: its queue, its SendMessage parameters and its encoded size."""
+    """A message ready to send: its queue, its SendMessage parameters and their size in bytes."""
 
     queue: Queue
     entry: dict[str, Any]
     size: int
     message: Message[Any]
     delay: int | None
+    #: The encoded message, while it waits to be stored in S3 (it is above the queue's threshold).
+    payload: bytes | None = None
+    #: Where it was stored in S3: the entry then carries this pointer.
+    pointer: Pointer | None = None
 
 
-def prepare(queue: Queue, message: Message[Any], delay: int | None, *, group_id: str) -> Pending:
+def prepare(
+    queue: Queue,
+    message: Message[Any],
+    delay: int | None,
+    *,
+    group_id: str,
+    offload_above: int | None = None,
+) -> Pending:
     """The SendMessage parameters of a message, checked against what its queue accepts.
 
     A delay carries an ETA in the message options as well as DelaySeconds, so a delay longer than
     SQS's 15 minutes is honoured by the consumer. `group_id` is the message group on a FIFO queue.
+    A message larger than `offload_above` bytes (None: no S3) is marked to go through S3 when sent.
     Raises FifoDelayNotSupported or MessageTooLarge.
     """
     if q_name(message.queue_name) != message.queue_name:
@@ -78,13 +106,26 @@ def prepare(queue: Queue, message: Message[Any], delay: int | None, *, group_id:
         # Round up: a message must never run before its delay is over.
         entry["DelaySeconds"] = seconds(min(MAX_DELAY_MS, delay))
     body = message.encode()
+    if offload_above is not None and len(body) > offload_above:
+        return Pending(queue, entry, 0, message, delay, payload=body)
     if len(body) > queue.max_size:
         raise MessageTooLarge(
             f"Message {message.message_id!r} for queue {queue.name!r} is {len(body):,} bytes; the "
-            f"queue accepts at most {queue.max_size:,} bytes."
+            f"queue accepts at most {queue.max_size:,} bytes. Give the broker a payload bucket "
+            "(payload_bucket, SQS_PAYLOAD_BUCKET) to send larger messages through S3."
         )
     entry["MessageBody"] = body.decode("utf-8")
     return Pending(queue, entry, len(body), message, delay)
+
+
+def entry_size(entry: dict[str, Any]) -> int:
+    """The bytes SQS counts for an entry: its body, and each attribute's name, type and value."""
+    size = len(entry["MessageBody"].encode("utf-8"))
+    for name, attribute in entry.get("MessageAttributes", {}).items():
+        value = attribute.get("StringValue") or attribute.get("BinaryValue") or ""
+        size += len(name.encode("utf-8")) + len(attribute["DataType"].encode("utf-8"))
+        size += len(value) if isinstance(value, bytes) else len(value.encode("utf-8"))
+    return size
 
 
 @dataclass(eq=False)
@@ -97,8 +138,9 @@ class _Slot:
 class Sender:
     """Thread-safe; one per broker."""
 
-    def __init__(self, sqs: SQSClient) -> None:
+    def __init__(self, sqs: SQSClient, payloads: Payloads) -> None:
         self._sqs = sqs
+        self._payloads = payloads
         self._cond = threading.Condition()
         self._waiting: list[_Slot] = []
         self._busy: set[str] = set()
@@ -106,8 +148,17 @@ class Sender:
     def send(self, item: Pending) -> None:
         """Send one message, coalesced with other threads' concurrent sends to the same queue.
 
-        Raises ConnectionClosed or SQSRequestFailed when this message could not be sent.
+        Raises ConnectionClosed, SQSRequestFailed, QueueDoesNotExist or (for a message going
+        through S3) PayloadError when this message could not be sent.
         """
+        self._store(item)
+        try:
+            self._send_coalesced(item)
+        except SQSBrokerError:
+            self._discard(item)  # SQS refused the pointer: nothing points to the object
+            raise
+
+    def _send_coalesced(self, item: Pending) -> None:
         slot = _Slot(item)
         url = item.queue.url
         with self._cond:
@@ -147,13 +198,37 @@ class Sender:
         failed: list[FailedEntry] = []
         by_queue: dict[str, list[Pending]] = {}
         for item in items:
+            try:
+                self._store(item)
+            except (ConnectionClosed, PayloadError) as e:
+                code = UNREACHABLE if isinstance(e, ConnectionClosed) else f"S3.{e.code}"
+                failed.append(_failed(item, code, str(e)))
+                continue
             by_queue.setdefault(item.queue.url, []).append(item)
         for queue_items in by_queue.values():
             for chunk in chunks(queue_items, size=_size):
                 done, lost = self._send_chunk(chunk)
                 sent += done
                 failed += [entry for _, entry in lost]
+                for item, entry in lost:
+                    if entry.code != UNREACHABLE:
+                        self._discard(item)
         return sent, failed
+
+    def _store(self, item: Pending) -> None:
+        """Put a message above its threshold in S3, and make its entry the pointer to it."""
+        if item.payload is None:
+            return
+        pointer = self._payloads.store(item.payload)
+        item.entry["MessageBody"] = pointer.body
+        item.entry["MessageAttributes"] = {**item.entry.get("MessageAttributes", {}), **pointer.attributes()}
+        item.size = entry_size(item.entry)
+        item.payload, item.pointer = None, pointer
+        logger.debug("Stored message %r in S3 as %s.", item.message.message_id, pointer)
+
+    def _discard(self, item: Pending) -> None:
+        if item.pointer is not None:
+            self._payloads.delete_later(item.pointer)
 
     def _take(self, url: str) -> list[_Slot]:
         mine = (slot for slot in self._waiting if slot.item.queue.url == url)
@@ -188,11 +263,10 @@ class Sender:
             try:
                 response = self._sqs.call("SendMessageBatch", QueueUrl=url, Entries=entries)
             except ConnectionClosed as e:
-                return sent, failed + [
-                    (item, _failed(item, "ConnectionClosed", str(e))) for item in remaining
-                ]
-            except SQSRequestFailed as e:
-                return sent, failed + [(item, _failed(item, e.code, e.detail)) for item in remaining]
+                return sent, failed + [(item, _failed(item, UNREACHABLE, str(e))) for item in remaining]
+            except (SQSRequestFailed, QueueDoesNotExist) as e:
+                code, detail = _refusal(e)
+                return sent, failed + [(item, _failed(item, code, detail)) for item in remaining]
             sent += [remaining[int(success["Id"])] for success in response.get("Successful", [])]
             retry = []
             for failure in response.get("Failed", []):
@@ -220,7 +294,15 @@ def _failed(item: Pending, code: str, reason: str) -> FailedEntry:
     return FailedEntry(item.message.message_id, item.queue.name, code, reason)
 
 
+def _refusal(error: SQSRequestFailed | QueueDoesNotExist) -> tuple[str, str]:
+    if isinstance(error, SQSRequestFailed):
+        return error.code, error.detail
+    return "QueueDoesNotExist", str(error)
+
+
 def _error(entry: FailedEntry) -> Exception:
-    if entry.code == "ConnectionClosed":
+    if entry.code == UNREACHABLE:
         return ConnectionClosed(entry.reason)
+    if entry.code == "QueueDoesNotExist":
+        return QueueDoesNotExist(entry.reason)
     return SQSRequestFailed("SendMessageBatch", entry.code, entry.reason)

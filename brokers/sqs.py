@@ -20,6 +20,7 @@ from brokers.errors import BatchSendFailed
 from brokers.leases import LeaseKeeper
 from brokers.limits import MAX_RECEIVE_COUNT, seconds
 from brokers.names import sqs_queue_name
+from brokers.payloads import Payloads
 from brokers.queues import Queue, Queues
 from brokers.sending import DEFAULT_MESSAGE_GROUP, Pending, Sender, prepare
 
@@ -66,6 +67,14 @@ class SQSBroker(Broker):
         worker process before it can dead-letter them itself. None gives them no RedrivePolicy.
       ack_interval: Longest wait, in milliseconds, before acked messages are deleted.
       receive_linger: Longest pause, in milliseconds, after a partly full receive, to batch the next.
+      payload_bucket: An S3 bucket for messages larger than SQS takes: such a message is stored
+        there and sent as a pointer, in the SQS Extended Client's format. None refuses them
+        (MessageTooLarge). Pointers received are read either way.
+      payload_threshold: Bytes (body plus attributes) above which a message goes through S3;
+        None means each queue's MaximumMessageSize.
+      s3_client: A boto3 S3 client for the payloads; else one on the same endpoint_url.
+      delete_payloads: Delete a payload's object once its message is acked; False leaves it to
+        the bucket's lifecycle rule.
     """
 
     def __init__(
@@ -82,6 +91,10 @@ class SQSBroker(Broker):
         max_receive_count: int | None = DEFAULT_MAX_RECEIVE_COUNT,
         ack_interval: int = DEFAULT_ACK_INTERVAL,
         receive_linger: int = DEFAULT_RECEIVE_LINGER,
+        payload_bucket: str | None = None,
+        payload_threshold: int | None = None,
+        s3_client: Any = None,
+        delete_payloads: bool = True,
         **client_options: Any,
     ) -> None:
         super().__init__(middleware=middleware)
@@ -116,11 +129,20 @@ class SQSBroker(Broker):
         )
         #: Declared dramatiq queue names and the SQS queue names they map to.
         self.queues: dict[str, str] = self._queues.names
-        self._sender = Sender(self._sqs)
+        self._payloads = Payloads(
+            bucket=payload_bucket,
+            threshold=payload_threshold,
+            delete_payloads=delete_payloads,
+            s3_client=s3_client,
+            endpoint_url=endpoint_url,
+            region_name=region_name,
+            **client_options,
+        )
+        self._sender = Sender(self._sqs, self._payloads)
         self._leases = LeaseKeeper(
             self._sqs, visibility_timeout=self.visibility_timeout, ack_interval=ack_interval
         )
-        self._dead_letters = DeadLetters(self._sqs, self._sender, self._prepare_again)
+        self._dead_letters = DeadLetters(self._sqs, self._sender, self._prepare_again, self._payloads)
         self._receiving = ReceiveSettings(
             visibility_timeout=self.visibility_timeout, receive_linger=receive_linger
         )
@@ -134,8 +156,14 @@ class SQSBroker(Broker):
 
     @property
     def stats(self) -> dict[str, int]:
-        """SQS requests made so far, by action name, botocore's own retries included."""
-        return self._sqs.stats
+        """SQS and S3 requests made so far, by action name ("SendMessageBatch", "s3:PutObject"),
+        botocore's own retries included."""
+        return {**self._sqs.stats, **self._payloads.stats}
+
+    @property
+    def payloads(self) -> Payloads:
+        """Stores and reads the S3 payloads of large messages, for any place that receives."""
+        return self._payloads
 
     def queue(self, queue_name: str) -> Queue:
         """A declared queue as SQS knows it: URL, dead-letter queue URL, largest body, FIFO or not."""
@@ -223,7 +251,7 @@ class SQSBroker(Broker):
             or (actor.options.get("message_group_id") if actor else None)
             or DEFAULT_MESSAGE_GROUP
         )
-        return prepare(queue, message, delay, group_id=group_id)
+        return prepare(queue, message, delay, group_id=group_id, offload_above=self._payloads.limit(queue))
 
     def _prepare_again(self, queue: Queue, message: Message[Any]) -> Pending:
         return self._prepare(queue, message, None)
@@ -253,6 +281,7 @@ class SQSBroker(Broker):
             receiving=self._receiving,
             prefetch=prefetch,
             timeout=timeout,
+            payloads=self._payloads,
         )
 
     # --- operating -----------------------------------------------------------------------------
@@ -297,5 +326,6 @@ class SQSBroker(Broker):
             time.sleep(JOIN_POLL_S)
 
     def close(self) -> None:
-        """Delete acked messages still waiting for their batch; stop the lease keeper."""
+        """Delete acked messages still waiting for their batch, then their payloads; stop the lease keeper."""
         self._leases.close()
+        self._payloads.close()

@@ -85,17 +85,22 @@ def namespace() -> str:
 
 
 @contextlib.contextmanager
-def project_actors_on(endpoint_url: str, namespace: str) -> Iterator[SQSBroker]:
+def project_actors_on(endpoint_url: str, namespace: str, **options: Any) -> Iterator[SQSBroker]:
     """The project's actors bound to a fresh SQSBroker at endpoint_url, in this namespace.
 
-    Uses the middleware list from settings, so retries and time limits behave as in production.
+    Uses the middleware list from settings, so retries and time limits behave as in production;
+    `options` go to SQSBroker (e.g. payload_bucket).
     """
     from django.conf import settings
     from django_dramatiq.utils import load_middleware
 
     middleware = [load_middleware(path) for path in settings.DRAMATIQ_BROKER["MIDDLEWARE"]]
     test_broker = SQSBroker(
-        namespace=namespace, endpoint_url=endpoint_url, region_name="us-east-1", middleware=middleware
+        namespace=namespace,
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        middleware=middleware,
+        **options,
     )
     previous = dramatiq.get_broker()
     actors = list(previous.actors.values())

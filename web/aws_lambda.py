@@ -1,6 +1,7 @@
 """AWS Lambda entry points, named by deploy/template.yaml.
 
     web_handler        the site behind an HTTP API (v2), a REST API (v1), an ALB or a function URL
+    worker_handler     the SQS event source: the actors of each batch, answering which records failed
     scheduler_handler  EventBridge Scheduler, every minute: the due jobs, then the outbox relay
 
 Whatever can be made once per container is made here, at import, in Lambda's init phase: Django's
@@ -17,6 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +35,7 @@ from django.core.files.storage import storages  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.db import close_old_connections  # noqa: E402
 
+from brokers import SQSEventHandler  # noqa: E402
 from scheduler.jobs import schedule  # noqa: E402
 from scheduler.tick import schedule_tick  # noqa: E402
 
@@ -67,6 +71,20 @@ def _make_clients() -> None:
 _make_clients()
 
 
+@contextmanager
+def _as_a_request() -> Iterator[None]:
+    # Django refreshes database connections around each request; a record is handled the same way,
+    # so a connection that died or aged past CONN_MAX_AGE while the container was frozen is replaced.
+    close_old_connections()
+    try:
+        yield
+    finally:
+        close_old_connections()
+
+
+_worker = SQSEventHandler(dramatiq.get_broker(), around_record=_as_a_request)
+
+
 def web_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Answer one HTTP request, from any of the event kinds in the module docstring."""
     _check_http_event(event)
@@ -84,6 +102,19 @@ def web_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
         return _too_large(event, size)
     return response
+
+
+def worker_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Run the actors of an SQS event's records; answer which records failed, for Lambda to keep.
+
+    See brokers.sqs_events for what is reported. An event that is not an SQS event raises
+    NotAnSQSEvent (a ValueError) saying what it is.
+    """
+    global _worker
+    broker = dramatiq.get_broker()
+    if _worker.broker is not broker:  # the broker was replaced after import (tests bind their own)
+        _worker = SQSEventHandler(broker, around_record=_as_a_request)
+    return _worker(event, context)
 
 
 def scheduler_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

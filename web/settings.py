@@ -7,6 +7,7 @@ local work needs (DEBUG=true and one SECRET_KEY for every process), and this mod
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -24,6 +25,8 @@ from web.env import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+#: Shorter tokens could be guessed; 32 characters of token_urlsafe carry 192 bits.
+METRICS_TOKEN_MIN_LENGTH = 32
 
 
 def _rate_limit(name: str, default: str) -> str:
@@ -93,6 +96,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Counts and times every request for /metrics; removes itself while METRICS_TOKEN is unset.
+    "web.metrics.http.RequestMetrics",
     "django.middleware.security.SecurityMiddleware",
     # Sends every message a request enqueued on commit in one SQS batch when the view is done.
     "web.core.middleware.EnqueueBatchMiddleware",
@@ -106,7 +111,7 @@ MIDDLEWARE = [
 
 if not DEBUG:
     # Production serves the collected static files itself (the release phase runs collectstatic).
-    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+    MIDDLEWARE.insert(2, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "web.urls"
 WSGI_APPLICATION = "web.wsgi.application"
@@ -198,6 +203,18 @@ SQS_ENDPOINT_URL = env_optional("SQS_ENDPOINT_URL", "http://127.0.0.1:9324")
 SQS_NAMESPACE = env_str("SQS_NAMESPACE", "offload-dev")
 SQS_VISIBILITY_TIMEOUT_MS = env_int("SQS_VISIBILITY_TIMEOUT_MS", 60_000)
 SQS_CREATE_QUEUES = env_bool("SQS_CREATE_QUEUES", default=True)
+# Messages larger than SQS takes are stored in this S3 bucket and sent as pointers (the SQS Extended
+# Client's format). Unset, such a message is refused at enqueue (MessageTooLarge).
+SQS_PAYLOAD_BUCKET = env_optional("SQS_PAYLOAD_BUCKET")
+# Bytes above which a message goes through S3; 0 means each queue's MaximumMessageSize (SQS's own limit).
+SQS_PAYLOAD_THRESHOLD = env_int("SQS_PAYLOAD_THRESHOLD", 0)
+if SQS_PAYLOAD_THRESHOLD and not SQS_PAYLOAD_BUCKET:
+    refuse("SQS_PAYLOAD_THRESHOLD needs SQS_PAYLOAD_BUCKET: the bucket the larger messages go to.")
+if not 0 <= SQS_PAYLOAD_THRESHOLD <= 1_048_576:
+    refuse(
+        "SQS_PAYLOAD_THRESHOLD must be between 1 and 1048576 bytes (0: each queue's own limit), "
+        f"not {SQS_PAYLOAD_THRESHOLD}."
+    )
 
 _SQS_OPTIONS: dict[str, object] = {
     "namespace": SQS_NAMESPACE,
@@ -205,6 +222,8 @@ _SQS_OPTIONS: dict[str, object] = {
     "region_name": AWS_REGION,
     "visibility_timeout": SQS_VISIBILITY_TIMEOUT_MS,
     "create_queues": SQS_CREATE_QUEUES,
+    "payload_bucket": SQS_PAYLOAD_BUCKET,
+    "payload_threshold": SQS_PAYLOAD_THRESHOLD or None,
 }
 if is_loopback(SQS_ENDPOINT_URL) and not env_optional("AWS_ACCESS_KEY_ID"):
     # A local server takes any credentials; boto3 refuses to sign without some.
@@ -216,6 +235,8 @@ DRAMATIQ_BROKER = {
     # Explicit on purpose: without MIDDLEWARE django-dramatiq installs none at all (so no retries),
     # and its own default list names a Prometheus middleware that dramatiq 2 no longer ships.
     "MIDDLEWARE": [
+        # Dramatiq's standard metrics and the worker's /metrics port; does nothing without METRICS_TOKEN.
+        "web.metrics.worker.WorkerMetrics",
         "dramatiq.middleware.AgeLimit",
         "dramatiq.middleware.TimeLimit",
         "dramatiq.middleware.ShutdownNotifications",
@@ -230,6 +251,27 @@ DRAMATIQ_BROKER = {
         "web.core.relay.OutboxRelay",
     ],
 }
+
+# --- Metrics for Prometheus (README, "Metrics") ------------------------------------------------
+# The bearer token Prometheus sends (`Authorization: Bearer <token>`) to the web's /metrics and the
+# workers' port. Unset turns metrics off: /metrics is a 404 and workers neither count nor listen.
+METRICS_TOKEN = env_optional("METRICS_TOKEN")
+if METRICS_TOKEN is not None and len(METRICS_TOKEN) < METRICS_TOKEN_MIN_LENGTH:
+    refuse(
+        f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} characters (it guards /metrics), "
+        "e.g. from python -c 'import secrets; print(secrets.token_urlsafe(32))'."
+    )
+# Where each worker process answers GET /metrics for all of them: Dramatiq's usual port.
+METRICS_WORKER_HOST = env_str("METRICS_WORKER_HOST", "0.0.0.0")  # noqa: S104 (Prometheus scrapes from elsewhere)
+METRICS_WORKER_PORT = env_int("METRICS_WORKER_PORT", 9191)
+if not 1 <= METRICS_WORKER_PORT <= 65535:
+    refuse(f"METRICS_WORKER_PORT must be a TCP port (1-65535), not {METRICS_WORKER_PORT}.")
+# The processes of one gunicorn or dramatiq run count in files under here (a directory per run,
+# removed once its run is over); give each server on a machine its own if they share a user.
+METRICS_DIR = env_str("METRICS_DIR", str(Path(tempfile.gettempdir()) / "offload-metrics"))
+# Queue depths and the outbox backlog are read when scraped, at most once per this long per
+# process: each queue costs two SQS requests (the queue and its dead-letter queue).
+METRICS_QUEUE_CACHE_MS = env_int("METRICS_QUEUE_CACHE_MS", 15_000)
 
 # --- Site: mail, uploads, outbox -----------------------------------------------------------------
 # Mail goes to the console unless SMTP_HOST is set (Django's MAILERS, not the deprecated EMAIL_*).

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from web.core import views as core_views
+from web.metrics import views as metrics_views
 
 urlpatterns = [
     path("", core_views.home, name="home"),
@@ -12,4 +13,6 @@ urlpatterns = [
     path("exports/", include("web.exports.urls")),
     path("ops/", include("web.ops.urls")),
     path("admin/", admin.site.urls),
+    # No trailing slash: Prometheus asks for /metrics.
+    path("metrics", metrics_views.metrics, name="metrics"),
 ]

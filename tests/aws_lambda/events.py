@@ -1,14 +1,18 @@
 """Lambda events for the handlers' tests, made from the samples in events/ (shaped as AWS documents them).
 
 Each builder copies one sample and changes only what a request changes: method, path, query, headers,
-cookies and body. `reply()` reads any of the four response shapes back into one form.
+cookies and body. `reply()` reads any of the four response shapes back into one form. `sqs_record()`
+copies a record of the SQS samples and changes only what a message changes: its id, body, queue and
+delivery count.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +110,35 @@ def _alb(event, method, path, query, headers, cookies, body):
     event["headers"].update(headers)
     _encoded(event, body)
     return event
+
+
+def sqs_record(
+    body: str,
+    *,
+    queue_arn: str,
+    kind: str = "sqs_standard",
+    index: int = 0,
+    receive_count: int = 1,
+    message_id: str | None = None,
+) -> dict[str, Any]:
+    """Record `index` of an SQS sample ("sqs_standard" or "sqs_fifo") carrying `body` from `queue_arn`."""
+    record = sample(kind)["Records"][index]
+    record["messageId"] = message_id or str(uuid.uuid4())
+    record["body"] = body
+    record["md5OfBody"] = hashlib.md5(body.encode("utf-8")).hexdigest()  # noqa: S324 (SQS's own checksum)
+    record["eventSourceARN"] = queue_arn
+    record["awsRegion"] = queue_arn.split(":")[3]
+    record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+    return record
+
+
+def sqs_event(*records: dict[str, Any]) -> dict[str, Any]:
+    return {"Records": list(records)}
+
+
+def failures(answer: dict[str, Any]) -> list[str]:
+    """The message ids a worker_handler answer reports as failed."""
+    return [item["itemIdentifier"] for item in answer["batchItemFailures"]]
 
 
 @dataclass

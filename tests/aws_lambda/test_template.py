@@ -66,17 +66,7 @@ def test_the_worker_reports_partial_batch_failures_and_the_queue_outlasts_six_wo
     assert queue["VisibilityTimeout"] >= 6 * worker["Timeout"]
 
 
-@pytest.mark.parametrize(
-    "function",
-    [
-        "WebFunction",
-        "SchedulerFunction",
-        pytest.param(
-            "WorkerFunction",
-            marks=pytest.mark.xfail(strict=True, reason="the SQS event handler is not written yet"),
-        ),
-    ],
-)
+@pytest.mark.parametrize("function", ["WebFunction", "WorkerFunction", "SchedulerFunction"])
 def test_each_function_names_a_handler_that_exists(template, function):
     module, _, name = template["Resources"][function]["Properties"]["Handler"].rpartition(".")
 

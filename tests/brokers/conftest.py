@@ -80,3 +80,22 @@ def receive_all(sqs: Any, url: str, **options: Any) -> list[dict[str, Any]]:
     ).get("Messages", []):
         messages += batch
     return messages
+
+
+@pytest.fixture
+def s3(sqs_endpoint: str) -> Any:
+    """A plain boto3 S3 client on the same server, to look at payloads the way an operator would."""
+    return boto3.client("s3", endpoint_url=sqs_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture
+def bucket(s3: Any, namespace: str) -> str:
+    """An empty S3 bucket of this test's own for message payloads."""
+    name = f"{namespace}-payloads"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def object_keys(s3: Any, bucket: str) -> list[str]:
+    """The keys of every object in the bucket now."""
+    return sorted(item["Key"] for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []))

@@ -6,7 +6,7 @@ import dramatiq
 import pytest
 
 from brokers import DeadLetterNotFound, MalformedMessage
-from tests.brokers.conftest import queue_counts, wait_until
+from tests.brokers.conftest import object_keys, queue_counts, wait_until
 
 
 @pytest.fixture
@@ -147,3 +147,85 @@ def test_peeking_at_an_empty_dead_letter_queue_makes_no_receive(sqs_broker):
 
     assert sqs_broker.dead_letters.peek(queue) == []
     assert sqs_broker.stats.get("ReceiveMessage", 0) == before
+
+
+@pytest.fixture
+def large_failing(make_broker, bucket):
+    """A broker that sends bodies over 1 KiB through S3, and an actor that fails until told otherwise."""
+    broker = make_broker(payload_bucket=bucket, payload_threshold=1_024)
+    state = {"fixed": False, "sizes": []}
+
+    @dramatiq.actor(broker=broker, max_retries=0)
+    def store(blob):
+        if not state["fixed"]:
+            raise ConnectionError("the archive is down")
+        state["sizes"].append(len(blob))
+
+    return broker, store, state
+
+
+def test_a_dead_letter_that_came_through_s3_is_listed_by_its_reason_and_shown_with_its_payload(
+    large_failing, start_worker, s3, bucket
+):
+    broker, store, _ = large_failing
+    _dead_letters_of(broker, start_worker, store, ["x" * 5_000])
+    queue = broker.queue("default")
+
+    [listed] = broker.dead_letters.peek(queue)
+    letter = broker.dead_letters.get(queue, listed.id)
+
+    assert (listed.actor, listed.error_type, listed.message) == ("store", "ConnectionError", None)
+    assert listed.pointer is not None
+    assert listed.can_retry
+    assert letter.message.args == ("x" * 5_000,)
+    assert str(letter.pointer) == f"s3://{bucket}/{object_keys(s3, bucket)[0]}"
+
+
+def test_retrying_a_dead_letter_that_came_through_s3_runs_it_and_deletes_its_old_object(
+    large_failing, start_worker, s3, bucket
+):
+    broker, store, state = large_failing
+    _dead_letters_of(broker, start_worker, store, ["y" * 5_000])
+    queue = broker.queue("default")
+    [listed] = broker.dead_letters.peek(queue)
+    [old_key] = object_keys(s3, bucket)
+
+    state["fixed"] = True
+    broker.dead_letters.retry(queue, listed.id)
+
+    wait_until(lambda: state["sizes"] == [5_000], what="the payload to be stored")
+    broker.join("default", timeout=10_000)
+    wait_until(lambda: old_key not in object_keys(s3, bucket), what="the old object to go")
+    assert broker.dead_letters.peek(queue) == []
+
+
+def test_deleting_a_dead_letter_that_came_through_s3_deletes_its_object(
+    large_failing, start_worker, s3, bucket
+):
+    broker, store, _ = large_failing
+    _dead_letters_of(broker, start_worker, store, ["z" * 5_000])
+    queue = broker.queue("default")
+    [listed] = broker.dead_letters.peek(queue)
+
+    broker.dead_letters.delete(queue, listed.id)
+
+    assert object_keys(s3, bucket) == []
+    assert broker.dead_letters.peek(queue) == []
+
+
+def test_a_dead_letter_whose_s3_payload_is_gone_can_only_be_deleted(large_failing, start_worker, s3, bucket):
+    broker, store, _ = large_failing
+    _dead_letters_of(broker, start_worker, store, ["w" * 5_000])
+    queue = broker.queue("default")
+    [listed] = broker.dead_letters.peek(queue)
+    s3.delete_object(Bucket=bucket, Key=object_keys(s3, bucket)[0])  # the bucket's lifecycle rule got to it
+
+    letter = broker.dead_letters.get(queue, listed.id)
+
+    assert letter.message is None
+    assert not letter.can_retry
+    assert letter.malformed.startswith("its S3 payload cannot be read")
+    with pytest.raises(MalformedMessage, match="cannot run, only be deleted: its S3 payload cannot be read"):
+        broker.dead_letters.retry(queue, listed.id)
+    broker.dead_letters.delete(queue, listed.id)
+    assert broker.dead_letters.peek(queue) == []

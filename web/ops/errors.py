@@ -19,7 +19,10 @@ from brokers.limits import seconds
 def describe_broker_error(error: BaseException) -> str:
     """One or two sentences for /ops/ about what went wrong talking to SQS, and what to do."""
     if isinstance(error, ConnectionClosed):
-        return "SQS could not be reached. Nothing was changed; try again once it answers."
+        return (
+            "SQS (or S3, for a message stored there) could not be reached. Nothing was changed; "
+            "try again once it answers."
+        )
     if isinstance(error, QueueDoesNotExist):
         return (
             "The queue does not exist in SQS, and this deployment may not create queues "
