@@ -1,8 +1,10 @@
 """offload's SQS broker for Dramatiq. Knows dramatiq and boto3, never Django."""
 
+from brokers.deadletters import DeadLetter
 from brokers.errors import (
     BatchSendFailed,
     DeadLetteringFailed,
+    DeadLetterNotFound,
     FailedEntry,
     FifoDelayNotSupported,
     InvalidQueueName,
@@ -19,6 +21,8 @@ from brokers.sqs_events import SQSEventHandler
 
 __all__ = [
     "BatchSendFailed",
+    "DeadLetter",
+    "DeadLetterNotFound",
     "DeadLetteringFailed",
     "FailedEntry",
     "FifoDelayNotSupported",

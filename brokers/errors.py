@@ -94,3 +94,7 @@ class BatchSendFailed(SQSBrokerError):
         super().__init__(f"{len(failed)} of {len(failed) + sent} messages were not sent: {names}{more}.")
         self.failed = failed
         self.sent = sent
+
+
+class DeadLetterNotFound(SQSBrokerError, LookupError):
+    """Raised when a dead letter named by its id is not in its dead-letter queue (or is hidden right now)."""

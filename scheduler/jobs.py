@@ -100,6 +100,14 @@ def schedule() -> tuple[Job, ...]:
             trigger=cron("0 * * * *"),
             misfire_grace=timedelta(minutes=15),
         ),
+        # Every minute: each queue's depth for the /ops/ chart (the job prunes samples past 48 hours).
+        # A slot missed by more than half a minute is skipped: the next one is as good.
+        Job(
+            name="sample_queue_depths",
+            actor_name="sample_queue_depths",
+            trigger=cron("* * * * *"),
+            misfire_grace=timedelta(seconds=30),
+        ),
         # Daily housekeeping at night (UTC), apart so the two never compete for the database.
         Job(
             name="prune_task_runs",

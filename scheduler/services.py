@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 LEASE_NAME = "scheduler"
 #: A time long past: a lease row created free.
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+#: A job's run records are kept this long after their slot. Only recent slots can be claimed again
+#: (the longest misfire grace or catch-up is hours), and a job due every minute would otherwise
+#: leave 1,440 rows a day.
+RUN_RECORD_RETENTION = timedelta(days=7)
 
 
 def lease_acquire(*, holder: str, ttl_ms: int, name: str = LEASE_NAME) -> bool:
@@ -103,6 +107,7 @@ def scheduled_run_enqueue(*, job: Job, slot: datetime, holder: str, broker: Brok
     run.enqueued_at = timezone.now()
     run.save(update_fields=["status", "enqueued_at"])
     logger.info("Enqueued %r for slot %s (message %r).", job.actor_name, slot.isoformat(), message.message_id)
+    ScheduledRun.objects.filter(job=job.name, slot__lt=slot - RUN_RECORD_RETENTION).delete()
     return run
 
 

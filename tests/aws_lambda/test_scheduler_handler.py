@@ -18,14 +18,18 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_two_invocations_for_one_minute_enqueue_the_github_poll_once(broker):
-    event = sample("scheduler")  # 2026-03-02T12:00:00Z: a poll slot and the hourly report's
+    event = sample("scheduler")  # 2026-03-02T12:00:00Z: a poll slot, the hourly report's and a depth sample's
 
     first = scheduler_handler(event, LambdaContext(request_id="first"))
     again = scheduler_handler(event, LambdaContext(request_id="retry"))
 
     actors = [m["actor_name"] for m in queued_messages(broker)]
-    assert sorted(actors) == ["poll_github_top_repos", "regenerate_report"]
-    assert {run["job"] for run in first["enqueued"]} == {"poll_github", "regenerate_report"}
+    assert sorted(actors) == ["poll_github_top_repos", "regenerate_report", "sample_queue_depths"]
+    assert {run["job"] for run in first["enqueued"]} == {
+        "poll_github",
+        "regenerate_report",
+        "sample_queue_depths",
+    }
     assert again["enqueued"] == []
     poll = ScheduledRun.objects.get(job="poll_github")
     assert (poll.slot.isoformat(), poll.status) == ("2026-03-02T12:00:00+00:00", ScheduledRun.Status.ENQUEUED)

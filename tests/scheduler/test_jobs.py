@@ -15,17 +15,23 @@ def by_name():
     return {job.name: job for job in schedule()}
 
 
-def test_the_table_names_the_poll_the_report_and_the_two_prunes_by_their_actors():
+def jobs_due_but_the_sample(start, end):
+    """The due slots, less the queue-depth sample's one a minute."""
+    return [(slot, name) for slot, name in jobs_due(start, end) if name != "sample_queue_depths"]
+
+
+def test_the_table_names_the_poll_the_report_the_depth_sample_and_the_two_prunes_by_their_actors():
     assert {job.name: job.actor_name for job in schedule()} == {
         "poll_github": "poll_github_top_repos",
         "regenerate_report": "regenerate_report",
+        "sample_queue_depths": "sample_queue_depths",
         "prune_task_runs": "prune_task_runs",
         "prune_expired_exports": "prune_expired_exports",
     }
 
 
 def test_in_the_first_hour_of_a_day_the_poll_runs_every_ten_minutes_and_the_report_on_the_hour():
-    due = jobs_due(at("2026-03-01 00:00:00"), at("2026-03-01 01:00:00"))
+    due = jobs_due_but_the_sample(at("2026-03-01 00:00:00"), at("2026-03-01 01:00:00"))
 
     assert due == [
         (at("2026-03-01 00:00:00"), "poll_github"),
@@ -53,8 +59,8 @@ def test_the_prunes_run_once_a_day_at_night_utc():
 
 
 def test_a_day_has_the_same_slots_whenever_it_is_computed_because_slots_follow_the_clock():
-    first = jobs_due(at("2026-07-14 09:03:17"), at("2026-07-14 09:31:00"))
-    again = jobs_due(at("2026-07-14 09:03:17"), at("2026-07-14 09:31:00"))
+    first = jobs_due_but_the_sample(at("2026-07-14 09:03:17"), at("2026-07-14 09:31:00"))
+    again = jobs_due_but_the_sample(at("2026-07-14 09:03:17"), at("2026-07-14 09:31:00"))
 
     assert (
         first
@@ -100,3 +106,18 @@ def test_a_shorter_poll_interval_from_settings_gives_clock_aligned_slots(setting
         at("2026-03-01 00:00:03"),
         at("2026-03-01 00:00:04.500000"),
     ]
+
+
+def test_queue_depths_are_sampled_on_every_minute_and_a_sample_half_a_minute_late_is_skipped():
+    sample = by_name()["sample_queue_depths"]
+    due = jobs_due(at("2026-03-01 10:00:30"), at("2026-03-01 10:03:00"))
+
+    assert [slot for slot, name in due if name == "sample_queue_depths"] == [
+        at("2026-03-01 10:01:00"),
+        at("2026-03-01 10:02:00"),
+        at("2026-03-01 10:03:00"),
+    ]
+    assert sample.latest_slot(at("2026-03-01 10:01:29"), within=sample.misfire_grace) == at(
+        "2026-03-01 10:01:00"
+    )
+    assert sample.latest_slot(at("2026-03-01 10:01:31"), within=sample.misfire_grace) is None

@@ -104,6 +104,21 @@ def test_the_next_slot_is_a_new_run(broker):
     assert messages_waiting(broker) == 2
 
 
+def test_a_jobs_run_records_older_than_a_week_go_when_it_runs_again_and_other_jobs_keep_theirs(broker):
+    week = timedelta(days=7)
+    for job_name, age in [
+        ("poll_github", week + timedelta(minutes=10)),
+        ("poll_github", week),
+        ("other", 2 * week),
+    ]:
+        ScheduledRun.objects.create(job=job_name, slot=SLOT - age, holder="old", claimed_at=SLOT - age)
+
+    scheduled_run_enqueue(job=poll_job(), slot=SLOT, holder="a", broker=broker)
+
+    kept = sorted((run.job, SLOT - run.slot) for run in ScheduledRun.objects.all())
+    assert kept == [("other", 2 * week), ("poll_github", timedelta(0)), ("poll_github", week)]
+
+
 def test_a_job_whose_actor_is_not_declared_is_recorded_as_failed_with_a_clear_error(broker, caplog):
     caplog.set_level(logging.ERROR, logger="scheduler.services")
 

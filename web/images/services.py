@@ -19,6 +19,9 @@ from web.images.validation import CheckedImage
 
 logger = logging.getLogger(__name__)
 
+#: What the owner reads when the worker cannot decode an upload.
+UNREADABLE = "The image could not be read: the file is damaged or cut short, or it is not an image."
+
 
 def image_create(*, owner: AbstractBaseUser, upload: UploadedFile, checked: CheckedImage) -> Image:
     """Store a checked upload and have its thumbnails made once the row is committed."""
@@ -61,8 +64,9 @@ def image_make_thumbnails(*, image_id: int) -> Image | None:
             rendered = render_thumbnails(source, max_decoded_bytes=settings.IMAGE_MAX_DECODED_BYTES)
     except (OSError, SyntaxError, ValueError, PILImage.DecompressionBombError) as e:
         logger.warning("Could not make thumbnails of image %r: %s", image_id, e)
+        # Plain words for the owner; the decoder's own text (it can name server paths) stays in the log.
         Image.objects.filter(pk=image.pk).update(
-            status=Image.Status.FAILED, error=f"The image could not be read: {e}", processed_at=timezone.now()
+            status=Image.Status.FAILED, error=UNREADABLE, processed_at=timezone.now()
         )
         image.refresh_from_db()
         return image

@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class OpsConfig(AppConfig):
     name = "web.ops"
     label = "ops"
+
+    def ready(self) -> None:
+        from web.ops import aggregates
+
+        aggregates.register()

@@ -31,3 +31,46 @@ class TaskRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_name} {self.message_id} ({self.status})"
+
+
+class QueueDepthSample(models.Model):
+    """A queue's approximate counts at one moment, taken every minute (the scheduler asks) for /ops/."""
+
+    queue_name = models.CharField(max_length=200)
+    sampled_at = models.DateTimeField(db_index=True)
+    visible = models.PositiveIntegerField()
+    in_flight = models.PositiveIntegerField()
+    delayed = models.PositiveIntegerField()
+    dead_letters = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["sampled_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.queue_name} at {self.sampled_at:%Y-%m-%d %H:%M}: {self.visible} visible"
+
+
+class DeadLetterRedrive(models.Model):
+    """An operator's "retry all" of a queue's dead letters, run as a background job, and how it went."""
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting for a worker"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    queue_name = models.CharField(max_length=200)
+    requested_by = models.CharField(max_length=254, blank=True)
+    requested_at = models.DateTimeField(db_index=True)
+    status = models.CharField(max_length=10, choices=Status, default=Status.WAITING)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    #: Dead letters sent back so far.
+    moved = models.PositiveIntegerField(default=0)
+    #: What went wrong, in words for an operator.
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Redrive of {self.queue_name} ({self.status})"

@@ -1,4 +1,4 @@
-"""Recording task runs."""
+"""Recording task runs and queue depths; redriving dead letters."""
 
 from __future__ import annotations
 
@@ -9,13 +9,19 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from dramatiq import Broker
+from dramatiq.errors import ConnectionClosed
 
-from web.ops.models import TaskRun
+from brokers import BatchSendFailed, SQSBrokerError
+from web.core.enqueue import enqueue_on_commit
+from web.ops.errors import describe_broker_error
+from web.ops.models import DeadLetterRedrive, QueueDepthSample, TaskRun
 
 logger = logging.getLogger(__name__)
 
 #: Longest error text kept on a run.
 MAX_ERROR_CHARS = 2_000
+#: Queue-depth samples are kept this long: the chart shows the last 24 hours.
+QUEUE_DEPTH_RETENTION = timedelta(hours=48)
 
 
 def task_run_start(
@@ -74,10 +80,63 @@ def _ms(delta: timedelta) -> int:
     return max(0, round(delta.total_seconds() * 1000))
 
 
-def dead_letters_redrive(*, broker: Broker, queue_name: str, limit: int | None = None) -> int:
-    """Send a queue's dead letters (at most `limit`) back to it with fresh retries; returns how many."""
+def queue_depth_sample(*, broker: Broker, now: datetime | None = None) -> list[QueueDepthSample]:
+    """Store every declared queue's counts as of now, and delete samples past QUEUE_DEPTH_RETENTION.
+
+    A queue SQS cannot report on is left out of this sample (a gap in the chart), not stopped on.
+    """
+    now = now or timezone.now()
+    samples = []
+    for name in sorted(broker.get_declared_queues()):
+        try:
+            counts = broker.queue_counts(name)
+        except (ConnectionClosed, SQSBrokerError) as e:
+            logger.warning("Could not sample the depth of queue %r: %s", name, e)
+            continue
+        samples.append(QueueDepthSample(queue_name=name, sampled_at=now, **counts))
+    QueueDepthSample.objects.bulk_create(samples)
+    QueueDepthSample.objects.filter(sampled_at__lt=now - QUEUE_DEPTH_RETENTION).delete()
+    return samples
+
+
+def dead_letter_redrive_request(*, broker: Broker, queue_name: str, requested_by: str) -> DeadLetterRedrive:
+    """Record an operator's "retry all" of a queue and have a worker run it; ValueError for no such queue."""
+    from tasks.redrive_dead_letters import redrive_dead_letters
+
     if queue_name not in broker.get_declared_queues():
         raise ValueError(f"No queue named {queue_name!r}.")
-    moved = broker.redrive(queue_name, limit=limit)
-    logger.info("Redrove %d dead letter(s) of queue %r.", moved, queue_name)
-    return moved
+    with transaction.atomic():
+        redrive = DeadLetterRedrive.objects.create(
+            queue_name=queue_name, requested_by=requested_by, requested_at=timezone.now()
+        )
+        enqueue_on_commit(redrive_dead_letters, redrive_id=redrive.pk)
+    return redrive
+
+
+def dead_letter_redrive_run(*, broker: Broker, redrive_id: int) -> DeadLetterRedrive | None:
+    """Send a queue's dead letters back to it with fresh retries, recording the outcome on the redrive.
+
+    A failure is recorded in words for the operator and raised again, so the job's retries apply.
+    """
+    redrive = DeadLetterRedrive.objects.filter(pk=redrive_id).first()
+    if redrive is None:
+        logger.info("Redrive %r is gone; nothing to do.", redrive_id)
+        return None
+    DeadLetterRedrive.objects.filter(pk=redrive.pk).update(status=DeadLetterRedrive.Status.RUNNING)
+    try:
+        moved = broker.redrive(redrive.queue_name)
+    except (ConnectionClosed, SQSBrokerError) as e:
+        sent = e.sent if isinstance(e, BatchSendFailed) else 0
+        DeadLetterRedrive.objects.filter(pk=redrive.pk).update(
+            status=DeadLetterRedrive.Status.FAILED,
+            moved=F("moved") + sent,
+            finished_at=timezone.now(),
+            error=describe_broker_error(e),
+        )
+        raise
+    DeadLetterRedrive.objects.filter(pk=redrive.pk).update(
+        status=DeadLetterRedrive.Status.DONE, moved=F("moved") + moved, finished_at=timezone.now(), error=""
+    )
+    logger.info("Redrive %r sent %d dead letter(s) of queue %r back.", redrive.pk, moved, redrive.queue_name)
+    redrive.refresh_from_db()
+    return redrive

@@ -158,5 +158,6 @@ def test_an_image_the_worker_cannot_decode_is_shown_as_failed_with_the_reason(
 
     status = owner_client.get(f"/images/{image.pk}/status/").content.decode()
     assert "Failed" in status
-    assert "could not be read" in status
+    assert "The image could not be read: the file is damaged or cut short, or it is not an image." in status
+    assert "truncated" not in status  # the decoder's own words stay in the log
     assert not image.thumbnails.exists()
