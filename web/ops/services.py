@@ -99,18 +99,41 @@ def queue_depth_sample(*, broker: Broker, now: datetime | None = None) -> list[Q
     return samples
 
 
-def dead_letter_redrive_request(*, broker: Broker, queue_name: str, requested_by: str) -> DeadLetterRedrive:
-    """Record an operator's "retry all" of a queue and have a worker run it; ValueError for no such queue."""
+#: A "retry all" still waiting or running this long after it was asked for is taken for lost (its
+#: worker died), so that another may start.
+REDRIVE_STALE_AFTER = timedelta(minutes=30)
+
+
+def dead_letter_redrive_request(
+    *, broker: Broker, queue_name: str, requested_by: str
+) -> tuple[DeadLetterRedrive, bool]:
+    """Record an operator's "retry all" of a queue and have a worker run it; ValueError for no such queue.
+
+    One at a time per queue: while one is waiting or running (and not given up as stale), another
+    click returns it, with False for "not started now", instead of racing it through the same queue.
+    """
     from tasks.redrive_dead_letters import redrive_dead_letters
 
     if queue_name not in broker.get_declared_queues():
         raise ValueError(f"No queue named {queue_name!r}.")
+    now = timezone.now()
     with transaction.atomic():
+        in_flight = (
+            DeadLetterRedrive.objects.select_for_update()
+            .filter(
+                queue_name=queue_name,
+                status__in=[DeadLetterRedrive.Status.WAITING, DeadLetterRedrive.Status.RUNNING],
+                requested_at__gt=now - REDRIVE_STALE_AFTER,
+            )
+            .first()
+        )
+        if in_flight is not None:
+            return in_flight, False
         redrive = DeadLetterRedrive.objects.create(
-            queue_name=queue_name, requested_by=requested_by, requested_at=timezone.now()
+            queue_name=queue_name, requested_by=requested_by, requested_at=now
         )
         enqueue_on_commit(redrive_dead_letters, redrive_id=redrive.pk)
-    return redrive
+    return redrive, True
 
 
 def dead_letter_redrive_run(*, broker: Broker, redrive_id: int) -> DeadLetterRedrive | None:

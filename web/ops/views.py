@@ -60,15 +60,23 @@ def _queues_context() -> dict[str, Any]:
 def redrive(request: HttpRequest, queue_name: str) -> HttpResponse:
     """Retry all: a worker sends the queue's dead letters back; the page shows how it went."""
     try:
-        services.dead_letter_redrive_request(
+        redrive, started = services.dead_letter_redrive_request(
             broker=dramatiq.get_broker(), queue_name=queue_name, requested_by=request.user.get_username()
         )
     except ValueError:
         raise Http404("No such queue.") from None
-    messages.success(
-        request,
-        f"A worker is sending every dead letter of {queue_name} back to be tried again; see Retry all below.",
-    )
+    if started:
+        messages.success(
+            request,
+            f"A worker is sending every dead letter of {queue_name} back to be tried again; "
+            "see Retry all below.",
+        )
+    else:
+        messages.info(
+            request,
+            f"A retry of all dead letters of {queue_name} is already under way (asked for by "
+            f"{redrive.requested_by or 'someone'}); see Retry all below.",
+        )
     return redirect("ops:index")
 
 

@@ -197,3 +197,13 @@ def test_the_ops_pages_are_for_staff_only_and_show_them_nothing(client, broker, 
 
     assert broker.queue_counts("default")["dead_letters"] == 1
     assert not DeadLetterRedrive.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_retry_all_while_one_is_under_way_says_so_and_starts_nothing(admin_client, broker):
+    first = admin_client.post("/ops/queues/default/redrive/", follow=True).content.decode()
+    second = admin_client.post("/ops/queues/default/redrive/", follow=True).content.decode()
+
+    assert "A worker is sending every dead letter of default back" in first
+    assert "already under way (asked for by admin)" in second
+    assert DeadLetterRedrive.objects.count() == 1
