@@ -159,6 +159,10 @@ def test_a_scrape_of_the_worker_shows_every_processs_messages_sqs_requests_queue
             and value(s, "offload_queue_messages", queue="default", state="dead_letters") == 1
             # The last acks reach SQS in a batch a moment after the runs are counted.
             and value(s, "offload_queue_messages", queue="default", state="in_flight") == 0
+            # broker.stats reach the metrics once a second: wait for the retry and the dead letter.
+            and total(s, "offload_sqs_requests_total", action="SendMessage")
+            + total(s, "offload_sqs_requests_total", action="SendMessageBatch")
+            >= 2
         ),
         what="seven runs, one message dead-lettered and seen in its queue, the others deleted",
     )
