@@ -314,12 +314,17 @@ class SQSBroker(Broker):
     def join(self, queue_name: str, *, timeout: int | None = None) -> None:
         """Wait until the queue holds no messages at all: none visible, delayed or in flight.
 
+        SQS's counts are approximate, and a message that turns from delayed to visible between the
+        counts of one answer is in neither, so the queue must read empty twice in a row.
         Raises QueueJoinTimeout when `timeout` milliseconds pass first.
         """
         queue = self._queues.get(queue_name)
         deadline = None if timeout is None else time.monotonic() + timeout / 1000
+        empty_reads = 0
         while True:
-            if self._leases.pending(queue.url) == 0 and not any(self._queues.counts(queue.url).values()):
+            empty = self._leases.pending(queue.url) == 0 and not any(self._queues.counts(queue.url).values())
+            empty_reads = empty_reads + 1 if empty else 0
+            if empty_reads == 2:
                 return
             if deadline is not None and time.monotonic() >= deadline:
                 raise QueueJoinTimeout(queue_name)
