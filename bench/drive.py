@@ -4,7 +4,8 @@ The driver is the producer side (a web process, say): it sends through the clien
 client's worker runs in its own process, collects actor starts, and reads the counting proxy's tally
 around each measurement. It writes its figures as JSON to `config["out"]`.
 
-Phases: "throughput" (bulk, steady with one producer, steady with eight), "idle", "recovery", "retry".
+Phases: "throughput" (bulk, steady with one producer, steady with eight), "bulk_only" (the bulk figure
+alone, also run straight against the server to show what the proxy costs), "idle", "recovery", "retry".
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ class Driver:
             self._ready_written = True
 
     def snapshot(self) -> dict:
+        if not self.config.get("counted", True):
+            return {"actions": {}, "connections": 0}  # straight to the server: nothing counts
         return proxy_snapshot(self.proxy)
 
     def close(self) -> None:
@@ -120,6 +123,9 @@ class Driver:
             self.producer.close()
 
     # --- figures 1-4 -----------------------------------------------------------------------------
+    def bulk_only(self) -> dict[str, Any]:
+        return {"bulk": self.bulk(self.config["bulk_messages"])}
+
     def throughput(self) -> dict[str, Any]:
         return {
             "bulk": self.bulk(self.config["bulk_messages"]),
@@ -157,7 +163,7 @@ class Driver:
             # From the first start to the last: the worker's start-up is not the broker's speed.
             "drain_msgs_per_s": (len(started) - 1) / (started[-1] - started[0]) if len(started) > 1 else None,
             "requests": counts,
-            "requests_per_msg": requests_of(counts) / n,
+            "requests_per_msg": requests_of(counts) / n if self.config.get("counted", True) else None,
         }
         if stats_before is not None and stats_file.exists():
             # The client's own count of its requests: producer's delta plus the worker's whole life.

@@ -70,31 +70,61 @@ def ensure_venv(venv: Path, base_python: str, requirements: list[str]) -> None:
 
 
 def _localstack_python() -> str:
+    """An interpreter of Python 3.13 that really runs: BENCH_LOCALSTACK_PYTHON, pyenv's, or PATH's.
+
+    pyenv is asked first and by version: a `python3.13` on PATH may be pyenv's shim for a version
+    that is installed but not selected, which exits with "command not found" when run.
+    """
     override = os.environ.get("BENCH_LOCALSTACK_PYTHON")
     if override:
         return override
     name = f"python{LOCALSTACK_PYTHON}"
+    candidates = _pyenv_pythons(name)
     found = shutil.which(name)
     if found:
-        return found
-    if shutil.which("pyenv"):
-        versions = subprocess.run(
-            ["pyenv", "versions", "--bare"], capture_output=True, text=True, check=True
-        ).stdout.split()
-        for version in sorted((v for v in versions if v.startswith(LOCALSTACK_PYTHON + ".")), reverse=True):
-            result = subprocess.run(
-                ["pyenv", "which", name],
-                capture_output=True,
-                text=True,
-                env={**os.environ, "PYENV_VERSION": version},
-                check=False,
-            )
-            if result.returncode == 0 and result.stdout.strip():
-                return result.stdout.strip()
+        candidates.append(found)
+    for candidate in candidates:
+        if _runs(candidate):
+            return candidate
     raise SystemExit(
         f"bench: LocalStack needs Python {LOCALSTACK_PYTHON}; install it (pyenv install {LOCALSTACK_PYTHON}) "
         "or set BENCH_LOCALSTACK_PYTHON to its interpreter."
     )
+
+
+def _pyenv_pythons(name: str) -> list[str]:
+    """pyenv's interpreters called `name`, newest first (none when pyenv is missing)."""
+    if not shutil.which("pyenv"):
+        return []
+    listed = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True, text=True, check=False)
+    versions = [v for v in listed.stdout.split() if v.startswith(LOCALSTACK_PYTHON + ".")]
+    found = []
+    for version in sorted(versions, key=_version_key, reverse=True):
+        result = subprocess.run(
+            ["pyenv", "which", name],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYENV_VERSION": version},
+            check=False,
+        )
+        if result.returncode == 0 and result.stdout.strip():
+            found.append(result.stdout.strip())
+    return found
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    # "3.13.10" sorts after "3.13.9"; a suffix such as "3.13.0t" keeps its place by its digits.
+    return tuple(int("".join(c for c in part if c.isdigit()) or 0) for part in version.split("."))
+
+
+def _runs(interpreter: str) -> bool:
+    """True when `interpreter` starts and is the wanted minor version (a shim may be neither)."""
+    check = f"import sys; sys.exit(sys.version_info[:2] != {tuple(map(int, LOCALSTACK_PYTHON.split('.')))})"
+    try:
+        result = subprocess.run([interpreter, "-c", check], capture_output=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
 
 
 def _ensure_pycurl_build_deps() -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from bench import report
 from bench.clients import CLIENTS
+from bench.clients.offload import OFFLOAD_LINGER_ENV
 from bench.proxy import CountingProxy
 from bench.server import LocalStack
 
@@ -54,6 +55,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--clients", default=",".join(CLIENTS), help="comma-separated subset")
     parser.add_argument("--no-once", action="store_true", help="skip idle, recovery and long retry")
     parser.add_argument("--out", default=str(RESULTS), help="where the results go")
+    parser.add_argument(
+        "--offload-linger-ms",
+        type=int,
+        default=None,
+        help="offload's receive_linger (default: the broker's own), to measure the linger's trade-off",
+    )
     return parser.parse_args(argv)
 
 
@@ -61,17 +68,27 @@ class Lane:
     """A driver process with its own proxy."""
 
     def __init__(
-        self, work: Path, server: LocalStack, client: str, phase: str, tag: str, **config: Any
+        self,
+        work: Path,
+        server: LocalStack,
+        client: str,
+        phase: str,
+        tag: str,
+        *,
+        direct: bool = False,
+        **config: Any,
     ) -> None:
         self.client, self.phase = client, phase
-        self.proxy = CountingProxy(server.port)
-        namespace = f"{tag}-{client.replace('_', '')}-{phase}"
+        # A direct lane talks to the server itself: it measures what the proxy costs, uncounted.
+        self.proxy = None if direct else CountingProxy(server.port)
+        namespace = f"{tag}-{client.replace('_', '')}-{phase}{'-direct' if direct else ''}"
         self.out = work / f"{namespace}.json"
         self.ready_file = work / f"{namespace}.ready"
         config = {
             "client": client,
             "phase": phase,
-            "proxy": self.proxy.url,
+            "proxy": server.url if self.proxy is None else self.proxy.url,
+            "counted": self.proxy is not None,
             "namespace": namespace,
             "out": str(self.out),
             "ready": str(self.ready_file),
@@ -100,7 +117,8 @@ class Lane:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.proxy.close()
+        if self.proxy is not None:
+            self.proxy.close()
         result: dict[str, Any] = json.loads(self.out.read_text()) if self.out.exists() else {}
         if self.process.returncode not in (0, None) or not result:
             tail = self.log.read_text(errors="replace").splitlines()[-15:]
@@ -112,6 +130,8 @@ class Lane:
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
+    if args.offload_linger_ms is not None:
+        os.environ[OFFLOAD_LINGER_ENV] = str(args.offload_linger_ms)  # drivers and workers inherit it
     began = time.monotonic()
     clients = [c for c in CLIENTS if c in args.clients.split(",")]
     tag = time.strftime("b%H%M%S")
@@ -149,23 +169,7 @@ def main(argv: list[str]) -> None:
             print(f"bench: idle, recovery and long-retry lanes under way ({len(lanes)} drivers)", flush=True)
 
         for number in range(args.rounds):
-            order = clients[number % len(clients) :] + clients[: number % len(clients)]
-            print(f"bench: round {number + 1}/{args.rounds}: {', '.join(order)}", flush=True)
-            results: dict[str, Any] = {"order": order, "clients": {}}
-            for client in order:
-                lane = Lane(
-                    work,
-                    server,
-                    client,
-                    "throughput",
-                    f"{tag}r{number + 1}",
-                    bulk_messages=args.bulk,
-                    steady_s=args.steady_s,
-                    drain_timeout_s=args.drain_timeout_s,
-                )
-                results["clients"][client] = result = lane.finish(ROUND_TIMEOUT_S)
-                print(f"bench:   {client}: {report.one_line(result)}", flush=True)
-            rounds.append(results)
+            rounds.append(run_round(work, server, tag, number, clients, args))
 
         budget_end = began + args.budget_min * 60
         for lane in lanes:
@@ -184,6 +188,7 @@ def main(argv: list[str]) -> None:
             "steady_s": args.steady_s,
             "idle_s": args.idle_s,
             "worker_threads": 8,
+            "offload_receive_linger_ms": args.offload_linger_ms,
         },
         "machine": machine(load_before),
         "versions": versions(server, broker_before),
@@ -192,8 +197,58 @@ def main(argv: list[str]) -> None:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report.write(out, meta, rounds, once)
+    # Top-level keys of latest.json from benchmarks other than the broker's (none run here yet).
+    figures: dict[str, Any] = {}
+    report.write(out, meta, rounds, once, figures)
     print(f"bench: results in {out} ({meta['wall_s'] / 60:.1f} min)", flush=True)
+
+
+def run_round(
+    work: Path, server: LocalStack, tag: str, number: int, clients: list[str], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Every client in turn (the order rotates each round), and A once more without the proxy."""
+    order = clients[number % len(clients) :] + clients[: number % len(clients)]
+    print(f"bench: round {number + 1}/{args.rounds}: {', '.join(order)}", flush=True)
+    results: dict[str, Any] = {"order": order, "clients": {}}
+    for client in order:
+        if client == report.LIMIT and number % 2:
+            results["limit_direct"] = limit_direct(work, server, f"{tag}r{number + 1}", args)
+        lane = Lane(
+            work,
+            server,
+            client,
+            "throughput",
+            f"{tag}r{number + 1}",
+            bulk_messages=args.bulk,
+            steady_s=args.steady_s,
+            drain_timeout_s=args.drain_timeout_s,
+        )
+        results["clients"][client] = result = lane.finish(ROUND_TIMEOUT_S)
+        print(f"bench:   {client}: {report.one_line(result)}", flush=True)
+        if client == report.LIMIT and not number % 2:
+            results["limit_direct"] = limit_direct(work, server, f"{tag}r{number + 1}", args)
+    return results
+
+
+def limit_direct(work: Path, server: LocalStack, tag: str, args: argparse.Namespace) -> dict[str, Any]:
+    """A's bulk figure without the counting proxy, next to the proxied one: what the proxy costs it.
+
+    It runs after A's proxied figures in odd rounds and before them in even ones, so that neither
+    side always gets the fresher server.
+    """
+    lane = Lane(
+        work,
+        server,
+        report.LIMIT,
+        "bulk_only",
+        tag,
+        direct=True,
+        bulk_messages=args.bulk,
+        drain_timeout_s=args.drain_timeout_s,
+    )
+    result = lane.finish(ROUND_TIMEOUT_S)
+    print(f"bench:   {report.LIMIT} without the proxy: {report.one_line(result)}", flush=True)
+    return result
 
 
 def machine(load_before: tuple[float, float, float]) -> dict[str, Any]:

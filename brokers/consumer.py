@@ -1,13 +1,29 @@
 """The consumer side of the SQS broker: a background long poll per queue feeding dramatiq's worker.
 
-The consumer owns no SQS logic of its own beyond receiving: what a received body becomes is decided
-in brokers.receiving, dead letters are written by brokers.deadletters, and leases (heartbeats and
-batched deletes) are kept by brokers.leases. It is handed those collaborators by the broker.
+The consumer owns no SQS logic of its own beyond receiving: what becomes of each received message
+is brokers.intake's (run, send around again, or dead-letter: one bad message never stops the
+queue), and leases (heartbeats, batched deletes, the prefetch's room) are kept by brokers.leases.
+It is handed those collaborators by the broker. Should a poller itself stop, the next call for a
+message raises, so the worker restarts the consumer.
 
-It never stalls on one message: anything that goes wrong while it takes in a received message
-sends that message to the dead-letter queue with the reason, and the poller goes on (but for a
-payload S3 could not hand over: that message stays in SQS for a later try). Should the
-poller itself stop, the next call for a message raises, so the worker restarts the consumer.
+How it receives, and what each rule costs:
+
+- **One long poll while the queue is quiet.** A lead poller keeps one ReceiveMessage of 20 s open,
+  so an idle queue costs 3 requests a minute and a message that arrives is returned at once.
+- **Pipelined receives for a backlog.** A receive that comes back full means more is waiting; one
+  request at a time would then bound the drain by its round trip. While receives keep coming back
+  full, more pollers each keep a receive in flight, with the rest of the prefetch shared out a batch
+  at a time (prefetch 16: receives of 10 and 6). Every receive reserves the room it asks for, so
+  together they never hold more unacked messages than the prefetch. The first receive that comes
+  back short ends the backlog: the extra pollers' waits are short (1 s), so within a second only
+  the lead's long poll is left. A share under 5 messages gets no poller of its own (it would cost
+  more requests per message than its overlap gains), nor does a FIFO queue.
+- **The linger only where it buys fuller receives.** After a receive that came back partly full, the
+  lead waits before its next receive for as long as the arrival rate it just saw needs to bring a
+  whole batch, capped by `receive_linger` (100 ms). It waits only at 20 messages a second or more,
+  where the wait at least doubles the next receive (2 messages in 100 ms); below that, every
+  message is delivered at once by the open long poll, at most 20 receives a second. A full receive
+  (a backlog) or an empty one never lingers.
 """
 
 from __future__ import annotations
@@ -25,28 +41,31 @@ from typing import Any, cast
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.common import current_millis
 from dramatiq.errors import ConnectionClosed
-from dramatiq.message import Message
 
 from brokers.client import SQSClient
-from brokers.deadletters import DeadLetters, Reason, failed_body
-from brokers.errors import (
-    DeadLetteringFailed,
-    MalformedMessage,
-    PayloadError,
-    PayloadMissing,
-    PollerDied,
-    SQSBrokerError,
-)
-from brokers.leases import Lease, LeaseKeeper
+from brokers.deadletters import DeadLetters
+from brokers.errors import PollerDied, SQSBrokerError
+from brokers.intake import Intake, SQSMessage
+from brokers.leases import LeaseKeeper
 from brokers.limits import MAX_LONG_POLL_MS, MAX_RECEIVE_MESSAGES, seconds
-from brokers.payloads import Payloads, Pointer
+from brokers.payloads import Payloads
 from brokers.queues import Queue
-from brokers.receiving import DECODE_ERROR, Reject, Resend, Run, decide
 
 logger = logging.getLogger(__name__)
 
 #: Long-poll wait on a FIFO queue while this process still holds messages of it.
 FIFO_BUSY_POLL_MS = 1_000
+#: Most ReceiveMessage requests one consumer keeps in flight at once, while its queue has a backlog.
+MAX_RECEIVES_IN_FLIGHT = 4
+#: The smallest share of the prefetch that gets a pipelined receive of its own.
+MIN_PIPELINED_RECEIVE = 5
+#: Wait of a pipelined receive: short, so that once the backlog is gone only the lead's long poll
+#: is left within this long (idle cost stays at 3 requests a minute).
+PIPELINED_POLL_MS = 1_000
+#: The lead lingers only while messages arrive at least this fast (messages a second): 2 within the
+#: default 100 ms linger, so that the linger at least doubles the next receive. Slower traffic is
+#: delivered at once by the open long poll, at no more than this many receives a second.
+MIN_LINGER_RATE = 20.0
 
 
 @dataclass(frozen=True)
@@ -59,59 +78,26 @@ class ReceiveSettings:
     receive_linger: int
 
 
-class SQSMessage(MessageProxy):
-    """A received message: the dramatiq message plus where it came from in SQS."""
+def receive_shares(prefetch: int, *, fifo: bool = False) -> list[int]:
+    """The most each poller of a consumer asks one receive for: the lead first, then the pipelined.
 
-    def __init__(
-        self,
-        message: Message[Any],
-        *,
-        queue: Queue,
-        receipt_handle: str,
-        receive_count: int,
-        pointer: Pointer | None = None,
-    ) -> None:
-        super().__init__(message)
-        self._queue = queue
-        self._receipt_handle = receipt_handle
-        self._receive_count = receive_count
-        self._pointer = pointer
-
-    @property
-    def queue(self) -> Queue:
-        """The queue it was received from."""
-        return self._queue
-
-    @property
-    def receipt_handle(self) -> str:
-        return self._receipt_handle
-
-    @property
-    def receive_count(self) -> int:
-        """How many times SQS has delivered this message (1 the first time)."""
-        return self._receive_count
-
-    @property
-    def message(self) -> Message[Any]:
-        """The dramatiq message itself."""
-        return self._message
-
-    @property
-    def pointer(self) -> Pointer | None:
-        """Where its body is in S3, when it came through S3."""
-        return self._pointer
-
-    @property
-    def exception(self) -> BaseException | None:
-        """What the actor (or the worker) failed with, if anything."""
-        return self._exception
+    The lead takes up to a full batch; the rest of the prefetch is shared out a batch at a time,
+    as long as a share is worth a request of its own (MIN_PIPELINED_RECEIVE).
+    """
+    prefetch = max(1, prefetch)
+    shares = [min(MAX_RECEIVE_MESSAGES, prefetch)]
+    rest = prefetch - shares[0]
+    while not fifo and rest >= MIN_PIPELINED_RECEIVE and len(shares) < MAX_RECEIVES_IN_FLIGHT:
+        shares.append(min(MAX_RECEIVE_MESSAGES, rest))
+        rest -= shares[-1]
+    return shares
 
 
 class SQSConsumer(Consumer):
-    """Iterates over one queue's messages; a daemon thread long-polls SQS ahead of the worker.
+    """Iterates over one queue's messages; daemon threads long-poll SQS ahead of the worker.
 
-    The poller never holds more unacked messages than the worker's prefetch; when only part of a
-    receive batch fits, it waits a moment for room for a full one, so receives stay full.
+    The pollers never hold more unacked messages than the worker's prefetch; when only part of a
+    receive batch fits, the lead waits a moment for room for a full one, so receives stay full.
     """
 
     def __init__(
@@ -129,9 +115,10 @@ class SQSConsumer(Consumer):
         self._queue = queue
         self._sqs = sqs
         self._leases = leases
-        self._dead_letters = dead_letters
-        self._payloads = payloads
         self._receiving = receiving
+        self._intake = Intake(
+            queue, sqs=sqs, leases=leases, dead_letters=dead_letters, payloads=payloads, deliver=self._deliver
+        )
         self._prefetch = max(1, prefetch)
         self._timeout_s = timeout / 1000
         self._cond = threading.Condition()
@@ -140,8 +127,23 @@ class SQSConsumer(Consumer):
         self._seq = itertools.count()
         self._error: BaseException | None = None
         self._closed = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name=f"offload-poll-{queue.name}", daemon=True)
-        self._poller.start()
+        #: Set while receives come back full: the pipelined pollers receive only then.
+        self._backlog = threading.Event()
+        shares = receive_shares(self._prefetch, fifo=queue.fifo)
+        self._pollers = [
+            threading.Thread(
+                target=self._poll, args=(self._lead, shares[0]), name=f"offload-poll-{queue.name}"
+            )
+        ]
+        self._pollers += [
+            threading.Thread(
+                target=self._poll, args=(self._pipeline, share), name=f"offload-poll-{queue.name}-{n}"
+            )
+            for n, share in enumerate(shares[1:], 2)
+        ]
+        for poller in self._pollers:
+            poller.daemon = True
+            poller.start()
 
     # --- dramatiq's Consumer interface -----------------------------------------------------------
     def __next__(self) -> SQSMessage | None:
@@ -169,30 +171,14 @@ class SQSConsumer(Consumer):
             raise error
         if error is not None:
             raise PollerDied(f"The poller of queue {self._queue.name!r} stopped: {error!r}.") from error
-        if not self._poller.is_alive() and not self._closed.is_set():
-            raise PollerDied(f"The poller of queue {self._queue.name!r} stopped.")
+        if not all(poller.is_alive() for poller in self._pollers) and not self._closed.is_set():
+            raise PollerDied(f"A poller of queue {self._queue.name!r} stopped.")
 
     def ack(self, message: MessageProxy) -> None:
-        received = cast(SQSMessage, message)  # the worker hands back what this consumer gave it
-        self._leases.ack(received.receipt_handle, on_deleted=self._payloads.deleter(received.pointer))
+        self._intake.ack(cast(SQSMessage, message))  # the worker hands back what this consumer gave it
 
     def nack(self, message: MessageProxy) -> None:
-        received = cast(SQSMessage, message)
-        reason = Reason.for_failure(received.message, self._queue, received.exception)
-        pointer = received.pointer
-        try:
-            self._dead_letters.send(
-                self._queue,
-                # A message that came through S3 stays there: its dead letter is the same pointer.
-                body=pointer.body if pointer else failed_body(received.message, self._queue),
-                reason=reason,
-                message_id=received.message_id,
-                attributes=pointer.attributes() if pointer else None,
-            )
-        except DeadLetteringFailed:
-            self._leases.forget(message.receipt_handle)  # SQS delivers it again after its lease
-            raise
-        self._leases.ack(message.receipt_handle, on_deleted=self._unless_kept(pointer))
+        self._intake.nack(cast(SQSMessage, message))
 
     def requeue(self, messages: Iterable[MessageProxy]) -> None:
         # dramatiq requeues only when this consumer is about to close (shutdown, connection error):
@@ -214,20 +200,20 @@ class SQSConsumer(Consumer):
         except ConnectionClosed as e:
             logger.warning("Could not delete acked messages of %r on close: %s", self._queue.name, e)
 
-    # --- the poller ------------------------------------------------------------------------------
-    def _poll(self) -> None:
+    # --- the pollers ------------------------------------------------------------------------------
+    def _poll(self, loop: Callable[[int], None], share: int) -> None:
         try:
-            self._receive_until_closed()
+            loop(share)
         except (ConnectionClosed, SQSBrokerError) as e:
             self._fail(e)  # the worker logs it and restarts the consumer
         except BaseException as e:
             logger.exception("Unexpected error receiving from %r.", self._queue.name)
             self._fail(e)
 
-    def _receive_until_closed(self) -> None:
+    def _lead(self, wanted: int) -> None:
+        """Keep one receive going: a long poll while quiet, lingering only where it fills receives."""
         linger_s = 0.0
         last_return = time.monotonic()
-        wanted = min(MAX_RECEIVE_MESSAGES, self._prefetch)
         while not self._closed.is_set():
             room = self._leases.wait_for_room(self._queue.url, limit=self._prefetch, wanted=1, timeout=1.0)
             if room <= 0:
@@ -243,24 +229,72 @@ class SQSConsumer(Consumer):
                 )
             if (linger_s and self._closed.wait(linger_s)) or self._closed.is_set():
                 return  # closed while waiting: a receive now would only have to be released again
-            requested = min(MAX_RECEIVE_MESSAGES, room)
-            received = self._receive(requested)
-            if self._closed.is_set():
-                leases = [self._track(raw) for raw in received]
-                self._leases.release(lease.receipt_handle for lease in leases)
+            outcome = self._receive_into_room(most=min(wanted, room), least=1, wait_ms=self._lead_wait_ms())
+            if outcome is None:
                 return
-            for raw in received:
-                self._accept(raw)
+            requested, received = outcome
+            if not requested:
+                continue
+            self._note_backlog(requested, received)
             now = time.monotonic()
-            linger_s = self._linger(len(received), requested, now - last_return)
+            linger_s = self._linger(received, requested, now - last_return)
             last_return = now
 
-    def _receive(self, requested: int) -> list[dict[str, Any]]:
-        wait_ms = MAX_LONG_POLL_MS
+    def _pipeline(self, share: int) -> None:
+        """While the queue has a backlog, keep one more receive of `share` messages in flight."""
+        while not self._closed.is_set():
+            if not self._backlog.wait(1.0):
+                continue
+            room = self._leases.wait_for_room(
+                self._queue.url, limit=self._prefetch, wanted=share, timeout=1.0
+            )
+            if room < share or not self._backlog.is_set():
+                continue
+            outcome = self._receive_into_room(most=share, least=share, wait_ms=PIPELINED_POLL_MS)
+            if outcome is None:
+                return
+            requested, received = outcome
+            if requested:
+                self._note_backlog(requested, received)
+
+    def _note_backlog(self, requested: int, received: int) -> None:
+        # A full receive means more is waiting; a short one that the queue has run dry.
+        if received == requested:
+            self._backlog.set()
+        else:
+            self._backlog.clear()
+
+    def _lead_wait_ms(self) -> int:
         if self._queue.fifo and self._leases.pending(self._queue.url):
             # A FIFO group stays locked until our own messages of it are deleted, and some
             # servers do not notice the unlock during a long poll that began before it.
-            wait_ms = FIFO_BUSY_POLL_MS
+            return FIFO_BUSY_POLL_MS
+        return MAX_LONG_POLL_MS
+
+    def _receive_into_room(self, *, most: int, least: int, wait_ms: int) -> tuple[int, int] | None:
+        """Reserve room, receive into it and take the messages in: (asked for, received).
+
+        (0, 0) when the room was taken meanwhile; None when the consumer closed during the receive
+        (what it brought is released at once).
+        """
+        requested = self._leases.reserve(self._queue.url, limit=self._prefetch, most=most, least=least)
+        if not requested:
+            return 0, 0
+        try:
+            received = self._receive(requested, wait_ms)
+            if self._closed.is_set():
+                for raw in received:
+                    self._leases.track(self._queue.url, raw["ReceiptHandle"], raw["MessageId"])
+                self._leases.release(raw["ReceiptHandle"] for raw in received)
+                return None
+            for raw in received:
+                self._intake.accept(raw)
+        finally:
+            # Only now: until its messages are tracked, the reservation is what counts them.
+            self._leases.unreserve(self._queue.url, requested)
+        return requested, len(received)
+
+    def _receive(self, requested: int, wait_ms: int) -> list[dict[str, Any]]:
         response = self._sqs.call(
             "ReceiveMessage",
             QueueUrl=self._queue.url,
@@ -273,17 +307,29 @@ class SQSConsumer(Consumer):
         return messages
 
     def _linger(self, received: int, requested: int, interval_s: float) -> float:
-        """How long to wait before the next receive so that it comes back fuller.
+        """How long the lead waits before its next receive so that it comes back fuller.
 
-        After a partly full receive, messages are trickling in: wait about as long as the rate just
-        seen needs to bring a whole batch (the next receive starts from nothing: what this one got
-        is already taken), and never longer than receive_linger. A full or an empty receive means no
-        wait (a backlog, or an idle queue whose next long poll answers at once).
+        After a partly full receive, messages are trickling in at about the rate just seen: wait
+        about as long as that rate needs to bring a whole batch (the next receive starts from
+        nothing: what this one got is already taken), never longer than receive_linger, and not at
+        all below MIN_LINGER_RATE, where the wait would cost every message time and save few
+        requests. A full or an empty receive means no wait (a backlog, or an idle queue whose next
+        long poll answers as soon as a message comes).
         """
         if not 0 < received < requested:
             return 0.0
         rate = received / max(interval_s, 0.001)
+        if rate < MIN_LINGER_RATE:
+            return 0.0
         return min(self._receiving.receive_linger / 1000, requested / rate)
+
+    def _deliver(self, message: SQSMessage, due_at: int | None) -> None:
+        with self._cond:
+            if due_at is not None:
+                heapq.heappush(self._held, (due_at, next(self._seq), message))
+            else:
+                self._ready.append(message)
+            self._cond.notify_all()
 
     def _fail(self, error: BaseException) -> None:
         with self._cond:
@@ -291,130 +337,3 @@ class SQSConsumer(Consumer):
             self._cond.notify_all()
 
     # --- one received message ------------------------------------------------------------------
-    def _track(self, raw: dict[str, Any]) -> Lease:
-        return self._leases.track(self._queue.url, raw["ReceiptHandle"], raw["MessageId"])
-
-    def _accept(self, raw: dict[str, Any]) -> None:
-        """Take one received message in; whatever goes wrong, it ends in the dead-letter queue
-        (but for a payload S3 could not hand over: that message is left for a later try)."""
-        lease = self._track(raw)
-        pointer = None
-        try:
-            taken = self._take(raw)
-            if taken is None:
-                return
-            body, pointer = taken
-            decision = decide(body, self._queue, now_ms=current_millis())
-            if isinstance(decision, Reject):
-                logger.error(
-                    "Message %r on %r cannot run (%s); moving it to the dead-letter queue.",
-                    raw["MessageId"],
-                    self._queue.name,
-                    decision.error,
-                )
-                self._reject(raw, Reason.for_rejected(decision, self._queue), pointer)
-            elif isinstance(decision, Resend):
-                self._hop(raw, decision, pointer)
-            else:
-                self._leases.rename(lease, decision.message.message_id)
-                self._hand_over(raw, decision, pointer)
-        except Exception as e:
-            logger.exception(
-                "Could not take in message %r from %r; moving it to the dead-letter queue.",
-                raw["MessageId"],
-                self._queue.name,
-            )
-            reason = Reason("", self._queue.name, type(e).__name__, str(e) or repr(e), attempts=1)
-            self._reject(raw, reason, pointer)
-
-    def _take(self, raw: dict[str, Any]) -> tuple[str, Pointer | None] | None:
-        """The body to judge (a payload fetched from S3) and its pointer; None when the message was
-        dealt with here: dead-lettered (a bad pointer, a missing object) or left for a later try."""
-        try:
-            return self._payloads.take(raw.get("Body", ""), raw.get("MessageAttributes"))
-        except MalformedMessage as e:
-            reason = Reason("", self._queue.name, DECODE_ERROR, str(e), attempts=1)
-        except PayloadMissing as e:
-            reason = Reason("", self._queue.name, type(e).__name__, str(e), attempts=1)
-        except (ConnectionClosed, PayloadError) as e:
-            logger.warning(
-                "Could not read the S3 payload of message %r on %r (it comes back after its lease): %s",
-                raw["MessageId"],
-                self._queue.name,
-                e,
-            )
-            self._leases.forget(raw["ReceiptHandle"])
-            return None
-        logger.error(
-            "Message %r on %r cannot run (%s); moving it to the dead-letter queue.",
-            raw["MessageId"],
-            self._queue.name,
-            reason.error,
-        )
-        self._reject(raw, reason, None)
-        return None
-
-    def _hand_over(self, raw: dict[str, Any], run: Run, pointer: Pointer | None) -> None:
-        proxy = SQSMessage(
-            run.message,
-            queue=self._queue,
-            receipt_handle=raw["ReceiptHandle"],
-            receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
-            pointer=pointer,
-        )
-        with self._cond:
-            if run.due_at is not None:
-                heapq.heappush(self._held, (run.due_at, next(self._seq), proxy))
-            else:
-                self._ready.append(proxy)
-            self._cond.notify_all()
-
-    def _reject(self, raw: dict[str, Any], reason: Reason, pointer: Pointer | None) -> None:
-        try:
-            self._dead_letters.send(
-                self._queue,
-                body=raw.get("Body", ""),
-                reason=reason,
-                message_id=raw["MessageId"],
-                attributes=pointer.attributes() if pointer else None,
-            )
-        except Exception:
-            logger.exception(
-                "Could not dead-letter message %r (it comes back after its lease).", raw["MessageId"]
-            )
-            self._leases.forget(raw["ReceiptHandle"])
-            return
-        self._leases.ack(raw["ReceiptHandle"], on_deleted=self._unless_kept(pointer))
-
-    def _unless_kept(self, pointer: Pointer | None) -> Callable[[], None] | None:
-        """Deletes a dead letter's payload once its original is deleted, unless the dead letter keeps it."""
-        return None if self._queue.dead_letter_url else self._payloads.deleter(pointer)
-
-    def _hop(self, raw: dict[str, Any], resend: Resend, pointer: Pointer | None) -> None:
-        """Send a message that is not yet due around again, for at most SQS's longest delay.
-
-        A message that came through S3 hops as the same pointer: its object is not stored again.
-        """
-        attributes = {"MessageAttributes": pointer.attributes()} if pointer else {}
-        try:
-            self._sqs.call(
-                "SendMessage",
-                QueueUrl=self._queue.url,
-                MessageBody=raw["Body"],
-                DelaySeconds=seconds(resend.delay_ms),
-                **attributes,
-            )
-        except (ConnectionClosed, SQSBrokerError) as e:
-            logger.warning(
-                "Could not re-delay message %r (it comes back after its lease): %s",
-                resend.message.message_id,
-                e,
-            )
-            self._leases.forget(raw["ReceiptHandle"])
-            return
-        logger.debug(
-            "Message %r is not due yet; delayed it again by %d ms.",
-            resend.message.message_id,
-            resend.delay_ms,
-        )
-        self._leases.ack(raw["ReceiptHandle"])

@@ -62,6 +62,8 @@ class LeaseKeeper:
         self._leases: dict[str, Lease] = {}
         self._by_message_id: dict[str, Lease] = {}
         self._active: defaultdict[str, int] = defaultdict(int)
+        #: Room taken by receives in flight: messages they may still bring, per queue.
+        self._reserved: defaultdict[str, int] = defaultdict(int)
         self._acked: defaultdict[str, list[Lease]] = defaultdict(list)
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -97,15 +99,42 @@ class LeaseKeeper:
             return sum(1 for lease in self._leases.values() if lease.queue_url == queue_url)
 
     def wait_for_room(self, queue_url: str, *, limit: int, wanted: int, timeout: float) -> int:
-        """Wait until at least `wanted` more messages fit under `limit`; return how many fit now."""
+        """Wait until at least `wanted` more messages fit under `limit`; return how many fit now.
+
+        Messages that receives in flight may still bring (their reservations) count as held.
+        """
         deadline = time.monotonic() + timeout
         with self._cond:
-            while (room := limit - self._active[queue_url]) < wanted:
+            while (room := self._room(queue_url, limit)) < wanted:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed:
                     break
                 self._cond.wait(remaining)
             return room
+
+    def reserve(self, queue_url: str, *, limit: int, most: int, least: int = 1) -> int:
+        """Take room under `limit` for a receive of up to `most` messages; return how much was taken.
+
+        Several receives of one queue may be in flight at once: each reserves what it asks SQS for,
+        so together they never bring more than `limit` unacked messages. Less room than `least`
+        takes none (0). `unreserve` gives it back once the receive's messages are tracked.
+        """
+        with self._cond:
+            taken = min(most, self._room(queue_url, limit))
+            if taken < max(1, least):
+                return 0
+            self._reserved[queue_url] += taken
+            return taken
+
+    def unreserve(self, queue_url: str, count: int) -> None:
+        """Give back a receive's reservation (after tracking what it brought)."""
+        with self._cond:
+            self._reserved[queue_url] -= count
+            self._cond.notify_all()
+
+    def _room(self, queue_url: str, limit: int) -> int:
+        # Called with the lock held.
+        return limit - self._active[queue_url] - self._reserved[queue_url]
 
     def protect(self, message_id: str) -> bool:
         """Keep a running message from being deleted by its ack; True when it is tracked here."""

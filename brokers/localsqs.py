@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from datetime import datetime
+from typing import Any
 
 #: The port `make run` serves on.
 DEFAULT_PORT = 9324
@@ -45,6 +46,35 @@ def _speed_up_moto_clock() -> None:
     models.unix_time_millis = unix_time_millis
 
 
+def _receive_each_message_once() -> None:
+    """Make moto's receives take a message one at a time, as SQS does, however many are in flight.
+
+    moto's ReceiveMessage checks that a message is visible and then marks it received, with no lock
+    between the two: two receives of one queue running at once (the broker keeps several in flight
+    for a backlog) could both take the same message. Here the look-and-mark runs under one lock,
+    which a receive lets go of while its long poll waits for messages.
+    """
+    from moto.sqs import models
+
+    lock = threading.Lock()
+    receive_message = models.SQSBackend.receive_message
+    wait_for_messages = models.Queue.wait_for_messages
+
+    def receive_alone(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return receive_message(self, *args, **kwargs)
+
+    def wait_unlocked(self: Any, timeout: int) -> None:
+        lock.release()
+        try:
+            wait_for_messages(self, timeout)
+        finally:
+            lock.acquire()
+
+    models.SQSBackend.receive_message = receive_alone  # type: ignore[method-assign]
+    models.Queue.wait_for_messages = wait_unlocked  # type: ignore[method-assign]
+
+
 class LocalSQSServer:
     """moto's threaded server on a loopback port (0 picks a free one)."""
 
@@ -54,6 +84,7 @@ class LocalSQSServer:
         except ImportError:  # pragma: no cover - depends on the environment
             raise SystemExit("The local SQS server needs moto: pip install 'moto[server]'.") from None
         _speed_up_moto_clock()
+        _receive_each_message_once()
         self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
         self.host = host
         self.port = port

@@ -18,7 +18,7 @@ from typing import Any
 from dramatiq.broker import Broker, MessageProxy
 from dramatiq.message import Message
 
-from brokers.consumer import SQSMessage
+from brokers.intake import SQSMessage
 from brokers.sqs import SQSBroker
 
 logger = logging.getLogger(__name__)

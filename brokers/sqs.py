@@ -36,7 +36,8 @@ MIN_VISIBILITY_TIMEOUT = 2_000
 #: Acks are deleted in batches of 10, or after this long, whichever comes first.
 DEFAULT_ACK_INTERVAL = 500
 #: After a receive that came back partly full, wait up to this long so the next one brings a fuller
-#: batch (the wait is what the observed arrival rate needs to fill it).
+#: batch (the wait is what the observed arrival rate needs to fill it); never below 20 messages a
+#: second, where each message is delivered at once (brokers.consumer explains the rule).
 DEFAULT_RECEIVE_LINGER = 100
 #: Receives after which SQS itself moves a message to the dead-letter queue (a RedrivePolicy on the
 #: queues this broker creates). A message is received again, and counted, whenever a delivery ends
@@ -66,7 +67,8 @@ class SQSBroker(Broker):
         the dead-letter queue after that many receives: the backstop for messages that crash the
         worker process before it can dead-letter them itself. None gives them no RedrivePolicy.
       ack_interval: Longest wait, in milliseconds, before acked messages are deleted.
-      receive_linger: Longest pause, in milliseconds, after a partly full receive, to batch the next.
+      receive_linger: Longest pause, in milliseconds, after a partly full receive, to batch the next
+        (only while messages arrive at 20 a second or more).
       payload_bucket: An S3 bucket for messages larger than SQS takes: such a message is stored
         there and sent as a pointer, in the SQS Extended Client's format. None refuses them
         (MessageTooLarge). Pointers received are read either way.

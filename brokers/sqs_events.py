@@ -39,7 +39,6 @@ from dramatiq.middleware import TimeLimit
 from dramatiq.worker import ConsumerThread, WorkerThread
 
 from brokers.client import SQSClient
-from brokers.consumer import SQSMessage
 from brokers.deadletters import Reason, failed_body
 from brokers.errors import (
     MalformedMessage,
@@ -48,6 +47,7 @@ from brokers.errors import (
     PayloadMissing,
     SQSBrokerError,
 )
+from brokers.intake import SQSMessage
 from brokers.limits import seconds
 from brokers.names import is_fifo
 from brokers.payloads import Pointer

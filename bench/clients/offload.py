@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from typing import Any
 
 import dramatiq
 from dramatiq.errors import Retry
@@ -20,9 +22,15 @@ from bench.common import (
 )
 from brokers import SQSBroker
 
+#: Set by `--offload-linger-ms`: a receive_linger other than the broker's default, for measuring it.
+OFFLOAD_LINGER_ENV = "BENCH_OFFLOAD_RECEIVE_LINGER_MS"
+
 
 def make_broker(endpoint_url: str, namespace: str) -> SQSBroker:
-    broker = SQSBroker(namespace=namespace, endpoint_url=endpoint_url, **boto3_credentials())
+    options: dict[str, Any] = {}
+    if os.environ.get(OFFLOAD_LINGER_ENV):
+        options["receive_linger"] = int(os.environ[OFFLOAD_LINGER_ENV])
+    broker = SQSBroker(namespace=namespace, endpoint_url=endpoint_url, **boto3_credentials(), **options)
     declare_actors(broker)
     return broker
 
