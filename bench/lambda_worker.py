@@ -187,9 +187,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5, help="cold starts measured")
+    parser.add_argument("--json", help="also write the figures here")
     options = parser.parse_args()
     results = measure(records=options.records, runs=options.runs)
     sys.stdout.write(json.dumps(results, indent=2) + "\n")
+    if options.json:
+        Path(options.json).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from bench import beside
 from bench.clients import CLIENTS, LABELS
 
 #: Figure key -> (where it is in a round's result, label, unit, higher is better).
@@ -84,7 +85,7 @@ def write(
         "clients": {c: {**medians[c], **once_figures[c]} for c in ["offload", *PEERS] if c in clients},
         # offload's drain / the hand loop's, within each round, median.
         "drain_vs_limit": (ratios.get("offload", {}).get("drain_msgs_per_s") or {}).get(LIMIT),
-        **(figures or {}),
+        **beside.latest_keys(figures or {}),
     }
     (out / "latest.json").write_text(json.dumps(latest, indent=2) + "\n")
     details = {**meta, "per_round": per_round, "ratios": ratios, "by_action": by_action, "rounds": rounds}
@@ -92,10 +93,11 @@ def write(
     details["proxy_check"] = proxy
     details["figures"] = figures or {}
     (out / "latest-details.json").write_text(json.dumps(details, indent=1, default=str) + "\n")
-    goals = _goals(ratios, medians, once_figures)
+    goals = _goals(ratios, medians, once_figures) + _beside_goals(figures or {})
     meta = {**meta, "rounds_raw": rounds}
     (out / "latest.md").write_text(
         _markdown(meta, clients, medians, ratios, once_figures, once, by_action, goals, proxy)
+        + "\n".join(_beside_section(figures or {}))
     )
     _chart(out / "latest.png", clients, medians, by_action, meta)
 
@@ -189,6 +191,32 @@ def _goals(ratios: dict, medians: dict, once: dict) -> list[tuple[str, str, bool
     kept = once["offload"]["long_retry_kept"]
     goals.append(("retry with a backoff > 15 min kept", _fmt(kept), kept))
     return goals
+
+
+def _beside_goals(figures: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    if "site" not in figures.get("beside", {}):
+        return []
+    idle, loaded = figures.get("site_upload_p99_ms_idle"), figures.get("site_upload_p99_ms_loaded")
+    ratio = loaded / idle if idle and loaded is not None else None
+    measured = f"{_fmt(loaded)} / {_fmt(idle)} ms = {_fmt(ratio)}x"
+    return [("site: upload p99 loaded <= 3x idle", measured, None if ratio is None else ratio <= 3)]
+
+
+def _beside_section(figures: dict[str, Any]) -> list[str]:
+    """The Lambda worker's and the site's figures, as measured after the rounds."""
+    ran = figures.get("beside", {})
+    if not ran:
+        return []
+    lines = ["## Beside the broker: the Lambda worker and the site", ""]
+    lines += ["| figure | value |", "|---|---|"]
+    for key in beside.latest_keys(figures):
+        lines.append(f"| `{key}` | {_fmt(figures.get(key))} |")
+    lines.append("")
+    for name, outcome in ran.items():
+        state = f"failed: {outcome['error']}" if "error" in outcome else "ran"
+        lines.append(f"- {name}: {state} ({outcome['wall_s'] / 60:.1f} min).")
+    lines += ["", 'How each is measured: bench/README.md ("Lambda" and "The site under load").', ""]
+    return lines
 
 
 def _fmt(value: Any) -> str:

@@ -7,7 +7,8 @@ Order of work:
    burst is over; from then on it is almost all sleeping (idle polls, long tasks, a delayed retry).
 3. Rounds: every client in turn, in rotating order, runs bulk, steady x1 and steady x8.
 4. The long-retry lane waits for the retry to run again (16 min) within the time budget.
-5. bench/results/: latest.json, latest.md, latest.png (and latest-details.json).
+5. LocalStack stops; the Lambda worker's and the site's benchmarks run (bench/beside.py).
+6. bench/results/: latest.json, latest.md, latest.png (and latest-details.json).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import beside, report
 from bench.clients import CLIENTS
 from bench.clients.offload import OFFLOAD_LINGER_ENV
 from bench.proxy import CountingProxy
@@ -60,6 +61,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=int,
         default=None,
         help="offload's receive_linger (default: the broker's own), to measure the linger's trade-off",
+    )
+    parser.add_argument(
+        "--beside",
+        default="lambda,site",
+        help="the benchmarks run after the broker's (comma-separated: lambda, site; empty for none)",
+    )
+    parser.add_argument(
+        "--site-loaded-s", type=float, default=60.0, help="seconds of the site's loaded phase"
     )
     return parser.parse_args(argv)
 
@@ -195,10 +204,12 @@ def main(argv: list[str]) -> None:
         # The digest of brokers/, not the commit: other files may be committed during a run.
         "broker_changed_during_run": broker_fingerprint().split(" ", 1)[1] != broker_before.split(" ", 1)[1],
     }
+    # The Lambda worker and the site, on a machine LocalStack no longer shares.
+    names = [name for name in args.beside.split(",") if name]
+    figures = beside.run(names, loaded_s=args.site_loaded_s) if names else {}
+    meta["wall_s"] = time.monotonic() - began
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    # Top-level keys of latest.json from benchmarks other than the broker's (none run here yet).
-    figures: dict[str, Any] = {}
     report.write(out, meta, rounds, once, figures)
     print(f"bench: results in {out} ({meta['wall_s'] / 60:.1f} min)", flush=True)
 

@@ -1,11 +1,11 @@
 """The site under load: gunicorn and a worker, driven by Locust, idle against loaded, and a log-in burst.
 
     .venv/bin/python -m bench.site                 # about 5 minutes; prints the table
-    .venv/bin/python -m bench.site --json out.json # the figures measure() returns, as JSON
+    .venv/bin/python -m bench.site --json out.json # also the figures, as JSON (make bench reads them)
 
 Everything runs on loopback ports chosen free, from the project's virtualenv: the local SQS server
 (`python -m brokers.localsqs`), a throwaway PostgreSQL (tests/postgres.py; SQLite with `--database
-sqlite` or where PostgreSQL cannot run), gunicorn with gunicorn.conf.py (2 processes x 4 threads), one
+sqlite` or where PostgreSQL cannot run), gunicorn with gunicorn.conf.py (2 processes x 16 threads), one
 worker (`manage.py rundramatiq`, 1 process x 4 threads, as `make run` has it), and Locust headless
 (bench/locustfile.py). The settings are production's (DEBUG off, static files from WhiteNoise) but
 for plain HTTP on loopback and a sign-up limit per client address that one load generator cannot hit.
@@ -19,8 +19,11 @@ Phases, one after the other, each a Locust run of its own:
 4. log-in burst: 8 readers browse while, three times, 20 people log in at the same instant. A page
    view counts as "during a burst" when it overlaps one (from the first press to the last answer).
 
-measure() runs all of it in a fresh process of the project's virtualenv and returns the figures; it
-imports nothing outside the standard library, so any interpreter can call it.
+The JSON's keys: site_upload_p50_ms_idle / _loaded, site_upload_p99_ms_idle / _loaded,
+site_requests_per_s (loaded), site_thumbnails_per_s, site_page_p99_ms_browsing and
+site_page_p99_ms_login_burst (the reading pages without and during a burst), site_login_p99_ms_burst,
+and site_details (every page's figures per phase, the setup, the machine's load). `make bench` runs
+it after the broker's rounds (bench/beside.py).
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -65,23 +67,6 @@ BURSTS, BURST_FIRST_S, BURST_EVERY_S = 3, 8.0, 10.0
 DRAIN_TIMEOUT_S = 120
 #: gunicorn and the worker start within this long, or something is wrong.
 START_TIMEOUT_S = 60
-
-
-def measure(*, idle_s: float = 20, loaded_s: float = 60, database: str = "postgres") -> dict[str, Any]:
-    """Run the whole benchmark in the project's virtualenv and return its figures.
-
-    The keys: site_upload_p50_ms_idle / _loaded, site_upload_p99_ms_idle / _loaded,
-    site_requests_per_s (loaded), site_thumbnails_per_s, site_page_p99_ms_browsing and
-    site_page_p99_ms_login_burst (the reading pages without and during a burst), site_login_p99_ms_burst,
-    and site_details (every page's figures per phase, the setup, the machine's load).
-    """
-    python = PROJECT_PYTHON if PROJECT_PYTHON.exists() else Path(sys.executable)
-    with tempfile.TemporaryDirectory() as scratch:
-        out = Path(scratch) / "site.json"
-        command = [str(python), "-m", "bench.site", "--json", str(out), "--quiet"]
-        command += ["--idle-s", str(idle_s), "--loaded-s", str(loaded_s), "--database", database]
-        subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
-        return json.loads(out.read_text())
 
 
 def run(

@@ -23,7 +23,8 @@ How it receives, and what each rule costs:
   whole batch, capped by `receive_linger` (100 ms). It waits only at 20 messages a second or more,
   where the wait at least doubles the next receive (2 messages in 100 ms); below that, every
   message is delivered at once by the open long poll, at most 20 receives a second. A full receive
-  (a backlog) or an empty one never lingers.
+  (a backlog) or an empty one never lingers, and a receive that came back full after a linger is
+  not taken for a backlog: steady traffic is not split between pollers.
 """
 
 from __future__ import annotations
@@ -235,7 +236,8 @@ class SQSConsumer(Consumer):
             requested, received = outcome
             if not requested:
                 continue
-            self._note_backlog(requested, received)
+            # A receive the lead lingered for comes back full because of the linger, not a backlog.
+            self._note_backlog(requested, received, lingered=linger_s > 0)
             now = time.monotonic()
             linger_s = self._linger(received, requested, now - last_return)
             last_return = now
@@ -257,12 +259,13 @@ class SQSConsumer(Consumer):
             if requested:
                 self._note_backlog(requested, received)
 
-    def _note_backlog(self, requested: int, received: int) -> None:
-        # A full receive means more is waiting; a short one that the queue has run dry.
-        if received == requested:
-            self._backlog.set()
-        else:
+    def _note_backlog(self, requested: int, received: int, *, lingered: bool = False) -> None:
+        # A full receive means more is waiting (unless a linger filled it); a short one that the
+        # queue has run dry.
+        if received < requested:
             self._backlog.clear()
+        elif not lingered:
+            self._backlog.set()
 
     def _lead_wait_ms(self) -> int:
         if self._queue.fifo and self._leases.pending(self._queue.url):
