@@ -8,12 +8,14 @@ from typing import Any
 import dramatiq
 import pytest
 from django.db import transaction
+from django.tasks import TaskResultStatus
 from django.utils import timezone
 
 from tasks.echo import echo
+from tests.web.core import example_tasks
 from web.core.enqueue import collect_batch, enqueue_on_commit
 from web.core.models import OutboxMessage
-from web.core.outbox import outbox_relay
+from web.core.outbox import MessageDiscarded, outbox_relay
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -124,3 +126,31 @@ def test_an_operator_can_discard_a_set_aside_message(broker, settings, admin_cli
     assert "Discarded the set-aside message" in response.content.decode()
     assert not OutboxMessage.objects.exists()
     assert admin_client.post(f"/ops/outbox/{row.pk}/", {"action": "discard"}).status_code == 404
+
+
+def test_a_django_task_whose_message_is_discarded_shows_failed_and_why(broker, settings, admin_client):
+    settings.OUTBOX_MAX_ATTEMPTS = 1
+    settings.TASKS = {
+        "default": {
+            "BACKEND": "web.core.django_tasks.SQSTaskBackend",
+            "OPTIONS": {"queue_map": {"default": "gone"}},
+        }
+    }
+    broker.declare_queue("gone")
+    broker.client.delete_queue(QueueUrl=broker.queue_url("gone"))
+    result = example_tasks.add.enqueue(1, 2)
+    outbox_relay(broker=broker)
+    row = OutboxMessage.objects.get()
+    assert row.set_aside_at is not None
+    assert example_tasks.add.get_result(result.id).status == TaskResultStatus.READY
+
+    admin_client.post(f"/ops/outbox/{row.pk}/", {"action": "discard"}, follow=True)
+
+    failed = example_tasks.add.get_result(result.id)
+    assert failed.status == TaskResultStatus.FAILED
+    assert failed.finished_at is not None
+    [error] = failed.errors
+    assert error.exception_class is MessageDiscarded
+    assert "set aside after 1 refusal(s) (" in error.traceback
+    assert "does not exist" in error.traceback
+    assert error.traceback.endswith("discarded by an operator; it never ran.")
