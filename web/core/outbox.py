@@ -35,7 +35,8 @@ from dramatiq import Broker, Message
 from dramatiq.errors import ConnectionClosed
 
 from brokers import BatchSendFailed, FifoDelayNotSupported, MessageTooLarge
-from web.core.models import OutboxMessage, TaskResultRecord
+from web.core.models import OutboxMessage
+from web.core.task_results import task_result_discarded
 
 logger = logging.getLogger(__name__)
 
@@ -287,45 +288,21 @@ def outbox_set_aside_retry(*, row_id: int | None = None) -> int:
     return count
 
 
-class MessageDiscarded(Exception):
-    """What a django.tasks result names when its message was set aside and discarded: it never ran."""
-
-
 def outbox_set_aside_discard(*, row_id: int) -> int:
     """Delete one set-aside row: its message is never sent. Returns how many went (0 or 1).
 
-    A django.tasks task whose message it was is marked FAILED with a MessageDiscarded error (and
-    the refusal that set it aside), so whoever waits for its result learns it will never come.
+    A django.tasks task whose message it was is marked FAILED (task_result_discarded), so whoever
+    waits for its result learns it will never come.
     """
     with transaction.atomic():
         row = OutboxMessage.objects.select_for_update().filter(pk=row_id, set_aside_at__isnull=False).first()
         if row is None:
             return 0
         row.delete()
-        _fail_task_result(row)
+        task_result_discarded(
+            result_id=row.message_id,
+            reason=f"Its message was set aside after {row.attempts} refusal(s) ({row.last_error}) "
+            "and discarded by an operator; it never ran.",
+        )
     logger.warning("Set-aside outbox row %r discarded by an operator; its message is not sent.", row_id)
     return 1
-
-
-def _fail_task_result(row: OutboxMessage) -> None:
-    record = (
-        TaskResultRecord.objects.select_for_update()
-        .filter(pk=row.message_id, status=TaskResultRecord.Status.READY)
-        .first()
-    )
-    if record is None:
-        return
-    now = timezone.now()
-    record.status = TaskResultRecord.Status.FAILED
-    record.finished_at = now
-    record.errors = [
-        *record.errors,
-        {
-            "exception_class_path": f"{__name__}.{MessageDiscarded.__qualname__}",
-            "traceback": (
-                f"{MessageDiscarded.__qualname__}: the task's message was set aside after "
-                f"{row.attempts} refusal(s) ({row.last_error}) and discarded by an operator; it never ran."
-            ),
-        },
-    ]
-    record.save(update_fields=["status", "finished_at", "errors"])

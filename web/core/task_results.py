@@ -37,6 +37,10 @@ class ReturnValueNotJSON(TaskException):
     """Raised, and stored as the task's error, when a task returns a value JSON cannot hold."""
 
 
+class MessageDiscarded(TaskException):
+    """Stored as the error of a task whose message an operator discarded from the outbox: it never ran."""
+
+
 def worker_id() -> str:
     """This process as a result's worker_ids name it: host and process id."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -87,6 +91,18 @@ def task_result_prune(*, older_than: timedelta, now: datetime | None = None) -> 
     deleted, _ = TaskResultRecord.objects.filter(status__in=_FINISHED, finished_at__lt=cutoff).delete()
     logger.info("Deleted %d task result(s) that finished before %s.", deleted, cutoff.isoformat())
     return deleted
+
+
+def task_result_discarded(*, result_id: str, reason: str) -> None:
+    """Fail a task still waiting to run whose message will never be sent (MessageDiscarded, `reason`)."""
+    with transaction.atomic():
+        record = (
+            TaskResultRecord.objects.select_for_update()
+            .filter(pk=result_id, status=TaskResultRecord.Status.READY)
+            .first()
+        )
+        if record is not None:
+            _record_failure(record, MessageDiscarded(reason), last_attempt=True)
 
 
 def _start(result_id: str) -> TaskResultRecord | None:
