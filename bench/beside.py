@@ -34,21 +34,16 @@ LATEST_KEYS = {
 TIMEOUT_S = 1800
 
 
-def commands(python: str, *, records: int, runs: int, loaded_s: float) -> dict[str, list[str]]:
-    """The command line of each benchmark; `{out}` stands for the JSON file it writes."""
-    return {
-        "lambda": [python, "-m", "bench.lambda_worker", "--records", str(records), "--runs", str(runs)],
-        "site": [python, "-m", "bench.site", "--quiet", "--loaded-s", str(loaded_s)],
-    }
-
-
 def run(names: list[str], *, records: int = 1000, runs: int = 5, loaded_s: float = 60) -> dict[str, Any]:
     """Run the named benchmarks one after the other; returns their figures, flat, plus `beside`:
     per benchmark its wall time and, when it failed, the error."""
     figures: dict[str, Any] = {}
     report: dict[str, Any] = {}
-    python = PROJECT_PYTHON if PROJECT_PYTHON.exists() else Path(sys.executable)
-    todo = commands(str(python), records=records, runs=runs, loaded_s=loaded_s)
+    python = str(PROJECT_PYTHON if PROJECT_PYTHON.exists() else Path(sys.executable))
+    todo = {
+        "lambda": [python, "-m", "bench.lambda_worker", "--records", str(records), "--runs", str(runs)],
+        "site": [python, "-m", "bench.site", "--quiet", "--loaded-s", str(loaded_s)],
+    }
     for name in names:
         for key in LATEST_KEYS[name]:
             figures[key] = None

@@ -71,7 +71,8 @@ def write(
     once: dict[str, dict],
     figures: dict[str, Any] | None = None,
 ) -> None:
-    """Write the results; `figures` are other benchmarks' top-level keys for latest.json, as given."""
+    """Write the results; `figures` are the benchmarks run beside (bench/beside.py): their listed keys
+    go into latest.json, all of it into latest-details.json."""
     clients = [c for c in CLIENTS if any(c in r["clients"] for r in rounds) or c in once]
     per_round = [{c: round_figures(r["clients"].get(c, {})) for c in clients} for r in rounds]
     medians = {c: {key: median([r[c][key] for r in per_round]) for key in ROUND_FIGURES} for c in clients}

@@ -188,6 +188,9 @@ def main(argv: list[str]) -> None:
     finally:
         server.stop()
 
+    # The Lambda worker and the site, on a machine LocalStack no longer shares.
+    names = [name for name in args.beside.split(",") if name]
+    figures = beside.run(names, loaded_s=args.site_loaded_s) if names else {}
     meta = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "wall_s": time.monotonic() - began,
@@ -204,10 +207,6 @@ def main(argv: list[str]) -> None:
         # The digest of brokers/, not the commit: other files may be committed during a run.
         "broker_changed_during_run": broker_fingerprint().split(" ", 1)[1] != broker_before.split(" ", 1)[1],
     }
-    # The Lambda worker and the site, on a machine LocalStack no longer shares.
-    names = [name for name in args.beside.split(",") if name]
-    figures = beside.run(names, loaded_s=args.site_loaded_s) if names else {}
-    meta["wall_s"] = time.monotonic() - began
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report.write(out, meta, rounds, once, figures)
