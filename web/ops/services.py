@@ -94,8 +94,10 @@ def queue_depth_sample(*, broker: Broker, now: datetime | None = None) -> list[Q
             logger.warning("Could not sample the depth of queue %r: %s", name, e)
             continue
         samples.append(QueueDepthSample(queue_name=name, sampled_at=now, **counts))
-    QueueDepthSample.objects.bulk_create(samples)
-    QueueDepthSample.objects.filter(sampled_at__lt=now - QUEUE_DEPTH_RETENTION).delete()
+    # One transaction: a reader never sees the new sample beside the ones it replaces.
+    with transaction.atomic():
+        QueueDepthSample.objects.bulk_create(samples)
+        QueueDepthSample.objects.filter(sampled_at__lt=now - QUEUE_DEPTH_RETENTION).delete()
     return samples
 
 
