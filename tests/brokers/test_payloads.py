@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -295,7 +296,7 @@ def test_a_pointer_whose_object_is_missing_goes_to_the_dead_letter_queue_with_th
 
 
 def test_a_large_message_whose_payload_s3_cannot_hand_over_stays_in_sqs_and_runs_once_s3_is_back(
-    make_broker, start_worker, sqs, s3, bucket, s3_proxy
+    make_broker, start_worker, sqs, s3, bucket, s3_proxy, caplog
 ):
     producer = make_broker(payload_bucket=bucket)
     consumer = make_broker(
@@ -313,7 +314,11 @@ def test_a_large_message_whose_payload_s3_cannot_hand_over_stays_in_sqs_and_runs
     producer.enqueue(store.message(blob))
     s3_proxy.cut()
     start_worker(consumer)
-    wait_until(lambda: consumer.stats.get("s3:GetObject", 0) >= 1, what="a try to read the payload")
+    caplog.set_level(logging.WARNING, logger="brokers.intake")
+    wait_until(
+        lambda: any("Could not read the S3 payload" in m for m in caplog.messages),
+        what="a failed read of the payload, handled",
+    )
 
     counts = consumer.queue_counts("default")
     assert counts["dead_letters"] == 0

@@ -166,7 +166,12 @@ def test_two_schedulers_enqueue_each_slot_once_and_the_survivor_takes_over_when_
     survivor = next(s for s in schedulers if s is not leader)
     assert all(s.process.poll() is None for s in schedulers)
     assert {r.holder for r in runs(database)} == {leader_holder}
-    assert "is waiting: another scheduler holds the lease" in survivor.log()
+    # The survivor says so on its first try for the lease, which a slow start may put after those slots.
+    wait_until(
+        lambda: "is waiting: another scheduler holds the lease" in survivor.log(),
+        timeout=15,
+        what="the survivor to say it waits for the lease",
+    )
 
     # Kill the leader the hard way: no chance to give up its lease.
     leader.process.send_signal(signal.SIGKILL)
@@ -229,6 +234,9 @@ def test_a_scheduler_enqueues_a_stale_poll_at_once_on_start_but_not_again_after_
     assert poll_runs[0] == poll
     assert len(poll_runs) in (1, 2)
     assert len({r.slot for r in poll_runs}) == len(poll_runs)
+    # Compared once it is stopped: its per-minute jobs may enqueue between the two reads.
+    second.process.send_signal(signal.SIGTERM)
+    assert second.process.wait(timeout=15) == 0
     message_ids = message_ids_in_sqs(sqs_endpoint, namespace)
     assert_each_run_was_sent_once(runs(database), message_ids)
     assert poll.message_id in message_ids
