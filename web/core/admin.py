@@ -11,8 +11,13 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django_dramatiq.models import Task
 
 from web.core.models import OutboxMessage, TaskResultRecord
+
+# django_dramatiq's own "Tasks" page fills only with its AdminMiddleware, which the workers do not
+# run (task runs are recorded as TaskRun, below in ops): an always empty page would mislead.
+admin.site.unregister(Task)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
