@@ -156,7 +156,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # PBKDF2 stays so that hashes stored before still verify; Django rehashes them at the next log-in.
 PASSWORD_HASHERS = [
     "web.accounts.hashers.Argon2idPasswordHasher",
-    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "web.accounts.hashers.BoundedPBKDF2PasswordHasher",
 ]
 
 # Password hashes one web process runs at once (0: no limit). Each takes 24 MiB and a core; more at

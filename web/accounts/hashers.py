@@ -9,7 +9,9 @@ once on few cores; more lanes would only make each hash compete with the others.
 A process runs at most PASSWORD_HASHES_AT_ONCE hashes at a time (1 by default); other log-ins and
 sign-ups wait their turn. Hashes run side by side are no faster than one after another (each holds
 24 MiB, and together they thrash the cache), and while every request thread hashes, the pages served
-beside a burst of log-ins get no core: measured with the site benchmark (README, "Passwords").
+beside a burst of log-ins get no core: measured with the site benchmark (README, "Passwords"). The
+limit covers the PBKDF2 hashes that accounts made before Argon2id still have (about 0.5 s each): right
+after the switch, every log-in checks one.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Iterator
 from functools import cache
 
 from django.conf import settings
-from django.contrib.auth.hashers import Argon2PasswordHasher
+from django.contrib.auth.hashers import Argon2PasswordHasher, PBKDF2PasswordHasher
 
 #: Memory per hash in KiB (24 MiB): what each concurrent log-in holds while it hashes.
 MEMORY_COST_KIB = 24 * 1024
@@ -48,6 +50,18 @@ class Argon2idPasswordHasher(Argon2PasswordHasher):
     def verify(self, password: str, encoded: str) -> bool:
         with _hashing_slot():
             return super().verify(password, encoded)
+
+
+class BoundedPBKDF2PasswordHasher(PBKDF2PasswordHasher):
+    """Django's PBKDF2 hasher, for the hashes stored before Argon2id, within the same limit.
+
+    A successful log-in replaces such a hash with an Argon2id one. Its verify (and the extra work
+    Django adds for timing) go through encode, so encode alone takes the slot.
+    """
+
+    def encode(self, password: str, salt: str, iterations: int | None = None) -> str:
+        with _hashing_slot():
+            return super().encode(password, salt, iterations)
 
 
 @contextlib.contextmanager
