@@ -101,3 +101,20 @@ def test_no_function_may_create_purge_or_delete_queues_and_none_is_granted_every
                 assert not any("*" in action for action in actions), name
                 assert statement["Resource"] != "*", name
                 assert not {"sqs:CreateQueue", "sqs:PurgeQueue", "sqs:DeleteQueue"} & set(actions), name
+
+
+def test_a_large_messages_payload_outlives_its_longest_delay_its_queue_and_its_dead_letter(template):
+    from dramatiq.middleware.retries import DEFAULT_MAX_BACKOFF
+
+    day_s = 24 * 60 * 60
+    resources_ = template["Resources"]
+    [rule] = resources_["PayloadBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiry_days = template["Parameters"][rule["ExpirationInDays"]["Ref"]]["Default"]
+    retention_days = sum(
+        resources_[name]["Properties"]["MessageRetentionPeriod"] / day_s
+        for name in ("DefaultQueue", "DefaultDeadLetterQueue")
+    )
+    # dramatiq stops a retry's backoff at its DEFAULT_MAX_BACKOFF (7 days), whatever an actor asks.
+    longest_backoff_days = DEFAULT_MAX_BACKOFF / (day_s * 1000)
+
+    assert expiry_days >= longest_backoff_days + retention_days
