@@ -211,12 +211,24 @@ class _MetricsHandler(BaseHTTPRequestHandler):
             close_old_connections()
         self._answer(200, body, content_type)
 
-    def _answer(self, status: int, body: bytes, content_type: str) -> None:
+    def _refuse(self) -> None:
+        """Any other method: a stranger's 404, as for GET; the token holder's 405 (as the web's /metrics)."""
+        if authorized(self.headers.get("Authorization"), settings.METRICS_TOKEN):
+            self._answer(405, b"Method Not Allowed\n", "text/plain; charset=utf-8", allow="GET")
+        else:
+            self._answer(404, b"Not Found\n", "text/plain; charset=utf-8")
+
+    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _refuse
+
+    def _answer(self, status: int, body: bytes, content_type: str, allow: str = "") -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if allow:
+            self.send_header("Allow", allow)
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug(format, *args)

@@ -37,8 +37,10 @@ class Worker:
     log_path: Path
     log_file: IO[bytes]
 
-    def get(self, path: str = "/metrics", authorization: str | None = None) -> tuple[int, str]:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}")
+    def get(
+        self, path: str = "/metrics", authorization: str | None = None, method: str = "GET"
+    ) -> tuple[int, str]:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method)
         if authorization:
             request.add_header("Authorization", authorization)
         try:
@@ -194,6 +196,10 @@ def test_the_worker_answers_a_scrape_without_the_right_token_with_404(start_work
     assert worker.get(authorization="Bearer wrong")[0] == 404
     assert worker.get(authorization=f"Basic {worker.token}")[0] == 404
     assert worker.get("/other", authorization=f"Bearer {worker.token}")[0] == 404
+    # Other methods as the web's /metrics answers them: a stranger's 404, the token holder's 405.
+    for method in ("POST", "PUT", "DELETE", "HEAD"):
+        assert worker.get(method=method)[0] == 404, method
+    assert worker.get(method="POST", authorization=f"Bearer {worker.token}")[0] == 405
 
 
 @pytest.mark.django_db(transaction=True)
