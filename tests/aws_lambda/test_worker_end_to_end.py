@@ -10,6 +10,7 @@ import json
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.tasks import TaskResultStatus
 
 from tasks.send_confirmation_email import send_confirmation_email
 from tests.aws_lambda.conftest import dead_letters
@@ -17,9 +18,11 @@ from tests.aws_lambda.event_source import EventSourceMapping
 from tests.aws_lambda.events import LambdaContext, http_event, reply, sample
 from tests.aws_lambda.test_web_handler import upload_through_handler
 from tests.brokers.conftest import queue_counts
+from tests.web.core import example_tasks
 from tests.web.images.conftest import jpeg_bytes
 from tests.web.trending.fake_github import repository_items, search_body
 from web.aws_lambda import scheduler_handler, web_handler, worker_handler
+from web.core.enqueue import wait_for_background_sends
 from web.images.models import Image
 from web.ops.models import TaskRun
 from web.trending.models import Poll
@@ -115,4 +118,36 @@ def test_the_scheduler_function_called_twice_for_a_minute_has_github_polled_once
     assert all(invocation.reported == [] for invocation in invocations)
     assert len(github.received) == 1
     assert Poll.objects.get().status == Poll.Status.CHANGED
+    assert is_empty(broker)
+
+
+def test_django_tasks_run_by_the_worker_function_succeed_retry_and_fail_as_on_a_long_running_worker(
+    broker, mapping
+):
+    added = example_tasks.add.enqueue(2, 3)
+    retried = example_tasks.flaky.enqueue(succeed_on=2)  # max_retries=2: fails once, then succeeds
+    spent = example_tasks.flaky.enqueue(succeed_on=10)  # fails all three attempts
+    assert wait_for_background_sends(), "the tasks' messages never reached SQS"
+
+    invocations = mapping.run_until_idle(wait_s=3)  # the retries come back after their backoff
+
+    assert all(invocation.reported == [] for invocation in invocations)
+    assert (
+        example_tasks.add.get_result(added.id).return_value,
+        example_tasks.add.get_result(added.id).status,
+    ) == (
+        5,
+        TaskResultStatus.SUCCESSFUL,
+    )
+    second_try = example_tasks.flaky.get_result(retried.id)
+    assert (second_try.status, second_try.return_value, second_try.attempts) == (
+        TaskResultStatus.SUCCESSFUL,
+        2,
+        2,
+    )
+    failed = example_tasks.flaky.get_result(spent.id)
+    assert (failed.status, failed.attempts, len(failed.errors)) == (TaskResultStatus.FAILED, 3, 3)
+    [(dead_body, reason)] = dead_letters(broker)
+    assert json.loads(dead_body)["message_id"] == spent.id
+    assert reason["offload.error_type"] == "ConnectionError"
     assert is_empty(broker)
