@@ -12,6 +12,7 @@ from dramatiq import Broker
 from dramatiq.errors import ConnectionClosed
 
 from brokers import BatchSendFailed, SQSBrokerError
+from brokers.limits import MAX_RECEIVE_MESSAGES
 from web.core.enqueue import enqueue_on_commit
 from web.ops.errors import describe_broker_error
 from web.ops.models import DeadLetterRedrive, QueueDepthSample, TaskRun
@@ -141,6 +142,9 @@ def dead_letter_redrive_request(
 def dead_letter_redrive_run(*, broker: Broker, redrive_id: int) -> DeadLetterRedrive | None:
     """Send a queue's dead letters back to it with fresh retries, recording the outcome on the redrive.
 
+    It moves the dead letters there when it starts (SQS's count of them, and one receive more since
+    the count is approximate), not what arrives while it runs: a letter that fails again at once and
+    is dead-lettered anew waits for the next "retry all" rather than going round within this one.
     A failure is recorded in words for the operator and raised again, so the job's retries apply.
     """
     redrive = DeadLetterRedrive.objects.filter(pk=redrive_id).first()
@@ -149,7 +153,8 @@ def dead_letter_redrive_run(*, broker: Broker, redrive_id: int) -> DeadLetterRed
         return None
     DeadLetterRedrive.objects.filter(pk=redrive.pk).update(status=DeadLetterRedrive.Status.RUNNING)
     try:
-        moved = broker.redrive(redrive.queue_name)
+        waiting = broker.queue_counts(redrive.queue_name)["dead_letters"]
+        moved = broker.redrive(redrive.queue_name, limit=waiting + MAX_RECEIVE_MESSAGES)
     except (ConnectionClosed, SQSBrokerError) as e:
         sent = e.sent if isinstance(e, BatchSendFailed) else 0
         DeadLetterRedrive.objects.filter(pk=redrive.pk).update(
