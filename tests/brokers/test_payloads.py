@@ -17,6 +17,7 @@ from dramatiq.errors import ConnectionClosed
 
 from brokers import BatchSendFailed, MessageTooLarge
 from brokers.errors import PayloadError, PayloadMissing
+from brokers.names import sqs_queue_name
 from brokers.payloads import LEGACY_POINTER_CLASS, POINTER_CLASS
 from tests.brokers.conftest import object_keys, queue_counts, receive_all, wait_until
 from tests.brokers.tcpproxy import CuttableProxy
@@ -410,6 +411,29 @@ def test_the_threshold_decides_which_messages_go_through_s3(make_broker, sqs, s3
     bodies = sorted(m["Body"] for m in receive_all(sqs, broker.queue_url("default")))
     assert sum(body.startswith(f'["{POINTER_CLASS}"') for body in bodies) == 1
     assert len(object_keys(s3, bucket)) == 1
+
+
+def test_without_a_threshold_a_queues_own_maximum_message_size_decides(
+    make_broker, sqs, s3, bucket, namespace
+):
+    # A queue made elsewhere with SQS's old limit of 256 KiB, as older stacks have them.
+    for dead_letter in (True, False):
+        name = sqs_queue_name("default", namespace=namespace, dead_letter=dead_letter)
+        sqs.create_queue(QueueName=name, Attributes={"MaximumMessageSize": str(256 * 1024)})
+    broker = make_broker(payload_bucket=bucket)
+
+    @dramatiq.actor(broker=broker)
+    def store(blob):
+        pass
+
+    store.send("x" * 200 * 1024)
+    store.send("x" * 300 * 1024)  # within SQS's 1 MiB, over this queue's 256 KiB
+
+    bodies = [m["Body"] for m in receive_all(sqs, broker.queue_url("default"))]
+    assert len(bodies) == 2
+    [pointer] = [json.loads(body) for body in bodies if body.startswith(f'["{POINTER_CLASS}"')]
+    stored = s3.get_object(Bucket=bucket, Key=pointer[1]["s3Key"])["Body"].read()
+    assert json.loads(stored)["args"] == ["x" * 300 * 1024]
 
 
 @pytest.mark.parametrize(
