@@ -27,12 +27,12 @@ from tests.aws_lambda.test_template import TEMPLATE
 from tests.aws_lambda.test_web_handler import upload_through_handler
 from tests.conftest import project_actors_on
 from tests.web.core import example_tasks
+from tests.web.exports.conftest import exports_to_s3
 from tests.web.images.conftest import jpeg_bytes
 from tests.web.trending.fake_github import repository_items, search_body
 from web.aws_lambda import scheduler_handler, web_handler, worker_handler
 from web.core.enqueue import wait_for_background_sends
 from web.exports.models import Export
-from web.exports.s3 import exports_on_s3
 from web.ops.services import dead_letter_redrive_request
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -113,17 +113,7 @@ def exports_bucket(s3: Any, settings: Any, sqs_endpoint: str, namespace: str) ->
     """Exports go to a bucket of this test's own, as EXPORTS_S3_BUCKET has them on Lambda."""
     bucket = f"{namespace}-exports"
     s3.create_bucket(Bucket=bucket)
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "exports": exports_on_s3(
-            bucket=bucket,
-            prefix="exports",
-            endpoint_url=sqs_endpoint,
-            region="us-east-1",
-            addressing_style="path",
-            upload_chunks=settings.EXPORTS_S3_UPLOAD_CHUNKS,
-        ),
-    }
+    exports_to_s3(settings, bucket, sqs_endpoint)
     yield bucket
     for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
         s3.delete_object(Bucket=bucket, Key=item["Key"])

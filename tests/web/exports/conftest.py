@@ -32,21 +32,25 @@ def s3_bucket(sqs_endpoint: str) -> Iterator[tuple[Any, str]]:
     client.close()
 
 
-@pytest.fixture
-def s3_export_storage(settings: Any, sqs_endpoint: str, s3_bucket: tuple[Any, str]) -> tuple[Any, str]:
+def exports_to_s3(settings: Any, bucket: str, endpoint_url: str) -> None:
     """Exports go to S3 through django-storages, configured as settings.py does for EXPORTS_S3_BUCKET."""
-    _, bucket = s3_bucket
     settings.STORAGES = {
         **settings.STORAGES,
         "exports": exports_on_s3(
             bucket=bucket,
             prefix="exports",
-            endpoint_url=sqs_endpoint,
+            endpoint_url=endpoint_url,
             region="us-east-1",
             addressing_style="path",
             upload_chunks=4,
         ),
     }
+
+
+@pytest.fixture
+def s3_export_storage(settings: Any, sqs_endpoint: str, s3_bucket: tuple[Any, str]) -> tuple[Any, str]:
+    """Exports go to a bucket of this test's own on the local S3 server."""
+    exports_to_s3(settings, s3_bucket[1], sqs_endpoint)
     return s3_bucket
 
 
