@@ -83,6 +83,7 @@ def test_deleting_one_dead_letter_removes_only_it(sqs_broker, start_worker, fail
     _dead_letters_of(sqs_broker, start_worker, charge, [1, 2, 3])
     queue = sqs_broker.queue("default")
     chosen = next(letter for letter in sqs_broker.dead_letters.peek(queue) if letter.message.args == (3,))
+    state["fixed"] = True  # were the letter sent back instead of deleted, it would now be charged
 
     sqs_broker.dead_letters.delete(queue, chosen.id)
 
