@@ -17,7 +17,8 @@ from web.core.models import OutboxMessage, TaskResultRecord
 
 # django_dramatiq's own "Tasks" page fills only with its AdminMiddleware, which the workers do not
 # run (task runs are recorded as TaskRun, below in ops): an always empty page would mislead.
-admin.site.unregister(Task)
+if admin.site.is_registered(Task):
+    admin.site.unregister(Task)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -43,6 +44,8 @@ class TaskResultRecordAdmin(ReadOnlyAdmin):
 
 @admin.register(OutboxMessage)
 class OutboxMessageAdmin(ReadOnlyAdmin):
+    # The body is the whole message (up to SQS's limit, or an S3 payload's size): not a page to show.
+    exclude = ["body"]
     list_display = ["message_id", "actor_name", "queue_name", "created_at", "attempts", "set_aside_at"]
     list_filter = ["queue_name", "actor_name"]
     search_fields = ["message_id", "actor_name"]

@@ -211,14 +211,19 @@ class _MetricsHandler(BaseHTTPRequestHandler):
             close_old_connections()
         self._answer(200, body, content_type)
 
+    do_HEAD = do_GET  # the same answer without its body (_answer leaves it out)
+
     def _refuse(self) -> None:
-        """Any other method: a stranger's 404, as for GET; the token holder's 405 (as the web's /metrics)."""
-        if authorized(self.headers.get("Authorization"), settings.METRICS_TOKEN):
-            self._answer(405, b"Method Not Allowed\n", "text/plain; charset=utf-8", allow="GET")
+        """Any other method: a stranger's 404, as for GET; on /metrics the token holder's 405 (as the
+        web's /metrics answers)."""
+        if self.path.split("?", 1)[0] == "/metrics" and authorized(
+            self.headers.get("Authorization"), settings.METRICS_TOKEN
+        ):
+            self._answer(405, b"Method Not Allowed\n", "text/plain; charset=utf-8", allow="GET, HEAD")
         else:
             self._answer(404, b"Not Found\n", "text/plain; charset=utf-8")
 
-    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _refuse
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _refuse
 
     def _answer(self, status: int, body: bytes, content_type: str, allow: str = "") -> None:
         self.send_response(status)

@@ -142,9 +142,9 @@ def dead_letter_redrive_request(
 def dead_letter_redrive_run(*, broker: Broker, redrive_id: int) -> DeadLetterRedrive | None:
     """Send a queue's dead letters back to it with fresh retries, recording the outcome on the redrive.
 
-    It moves the dead letters there when it starts (SQS's count of them, and one receive more since
-    the count is approximate), not what arrives while it runs: a letter that fails again at once and
-    is dead-lettered anew waits for the next "retry all" rather than going round within this one.
+    It moves at most the dead letters there when it starts (SQS's count of them, and one receive more
+    since the count is approximate), so letters that fail again at once and are dead-lettered anew
+    are not sent round and round until the job's time limit.
     A failure is recorded in words for the operator and raised again, so the job's retries apply.
     """
     redrive = DeadLetterRedrive.objects.filter(pk=redrive_id).first()

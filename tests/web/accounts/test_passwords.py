@@ -128,21 +128,29 @@ def test_a_process_hashes_no_more_passwords_at_once_than_password_hashes_at_once
     assert overlap.most == 2
 
 
-def test_log_ins_to_accounts_still_on_pbkdf2_hash_within_the_same_limit(
+def test_log_ins_to_accounts_still_on_pbkdf2_share_the_limit_with_argon2id_and_are_upgraded(
     production_password_hashers, settings, monkeypatch
 ):
     settings.PASSWORD_HASHES_AT_ONCE = 1
     # Fewer iterations than Django's default, to keep the test quick; the verify path is the same.
     stored = PBKDF2PasswordHasher().encode(PASSWORD, "pbkdf2saltfromlongago", 1_000)
+    upgraded: list[str] = []
+    # One count over both algorithms: a PBKDF2 check and an Argon2id hash never run side by side.
     overlap = Overlap(limit=1)
     monkeypatch.setattr(
         django.contrib.auth.hashers, "pbkdf2", overlap.wrap(django.contrib.auth.hashers.pbkdf2)
     )
+    monkeypatch.setattr(argon2.low_level, "hash_secret", overlap.wrap(argon2.low_level.hash_secret))
 
-    results = _all_at_once(*[lambda: check_password(PASSWORD, stored)] * 3)
+    def log_in() -> bool:
+        # What User.check_password does: a right password on an old hash is stored again as Argon2id.
+        return check_password(PASSWORD, stored, setter=lambda raw: upgraded.append(make_password(raw)))
 
-    assert results == [True] * 3
+    results = _all_at_once(log_in, log_in, log_in, lambda: bool(make_password(PASSWORD)))
+
+    assert results == [True] * 4
     assert overlap.most == 1
+    assert [_argon2_parameters(encoded)["lanes"] for encoded in upgraded] == [1, 1, 1]
 
 
 def test_a_negative_number_of_hashes_at_once_stops_the_process_with_one_line_naming_it():

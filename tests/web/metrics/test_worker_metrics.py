@@ -200,6 +200,8 @@ def test_the_worker_answers_a_scrape_without_the_right_token_with_404(start_work
     for method in ("POST", "PUT", "DELETE", "HEAD"):
         assert worker.get(method=method)[0] == 404, method
     assert worker.get(method="POST", authorization=f"Bearer {worker.token}")[0] == 405
+    assert worker.get("/other", method="POST", authorization=f"Bearer {worker.token}")[0] == 404
+    assert worker.get(method="HEAD", authorization=f"Bearer {worker.token}") == (200, "")
 
 
 @pytest.mark.django_db(transaction=True)
