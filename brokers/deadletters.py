@@ -205,7 +205,9 @@ class DeadLetters:
                 "ReceiveMessage",
                 QueueUrl=dead_letter_url,
                 MaxNumberOfMessages=wanted,
-                WaitTimeSeconds=0,
+                # Waiting, as a peek does: a short poll can come back empty while letters wait,
+                # which would end the redrive early. The last, empty receive costs this wait.
+                WaitTimeSeconds=seconds(PEEK_WAIT_MS),
                 VisibilityTimeout=seconds(REDRIVE_VISIBILITY_MS),
             ).get("Messages", [])
             if not received:
