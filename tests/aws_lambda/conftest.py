@@ -30,6 +30,14 @@ def s3(sqs_endpoint: str) -> Any:
 
 
 @pytest.fixture
+def payload_bucket(s3: Any, namespace: str) -> str:
+    """A bucket of this test's own for message bodies larger than SQS takes (SQS_PAYLOAD_BUCKET)."""
+    bucket = f"{namespace}-payloads"
+    s3.create_bucket(Bucket=bucket)
+    return bucket
+
+
+@pytest.fixture
 def media_bucket(s3: Any, sqs_endpoint: str, namespace: str, settings: Any) -> Iterator[str]:
     """Uploads go to an S3 bucket of this test's own, as MEDIA_S3_BUCKET makes them on Lambda."""
     bucket = f"{namespace}-media"

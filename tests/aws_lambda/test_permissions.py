@@ -132,14 +132,6 @@ def exports_bucket(s3: Any, settings: Any, sqs_endpoint: str, namespace: str) ->
 
 
 @pytest.fixture
-def payload_bucket(s3: Any, namespace: str) -> str:
-    """Where the functions put message bodies above the threshold (SQS_PAYLOAD_BUCKET on Lambda)."""
-    bucket = f"{namespace}-payloads"
-    s3.create_bucket(Bucket=bucket)
-    return bucket
-
-
-@pytest.fixture
 def recorder(
     monkeypatch: pytest.MonkeyPatch,
     broker: Any,

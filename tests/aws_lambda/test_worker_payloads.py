@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import dramatiq
 import pytest
@@ -23,16 +22,9 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture
-def bucket(s3: Any, namespace: str) -> str:
-    name = f"{namespace}-payloads"
-    s3.create_bucket(Bucket=name)
-    return name
-
-
-@pytest.fixture
-def broker(sqs_endpoint: str, namespace: str, bucket: str) -> Iterator[SQSBroker]:
+def broker(sqs_endpoint: str, namespace: str, payload_bucket: str) -> Iterator[SQSBroker]:
     """The project's broker with a payload bucket, as SQS_PAYLOAD_BUCKET configures it."""
-    with project_actors_on(sqs_endpoint, namespace, payload_bucket=bucket) as test_broker:
+    with project_actors_on(sqs_endpoint, namespace, payload_bucket=payload_bucket) as test_broker:
         yield test_broker
 
 
@@ -63,25 +55,25 @@ def blob(size: int) -> str:
 
 
 def test_a_large_message_runs_with_its_whole_payload_and_the_object_goes_once_the_record_is_done(
-    broker, digests, mapping, s3, bucket
+    broker, digests, mapping, s3, payload_bucket
 ):
     body = blob(2 * MiB)
     broker.get_actor("measure").send(body)
-    assert len(object_keys(s3, bucket)) == 1, "the message went through S3"
+    assert len(object_keys(s3, payload_bucket)) == 1, "the message went through S3"
 
     [invocation] = mapping.run_until_idle()
 
     assert invocation.reported == []
     assert digests == [hashlib.sha256(body.encode()).hexdigest()]
-    assert object_keys(s3, bucket) == []
+    assert object_keys(s3, payload_bucket) == []
     assert set(queue_counts(broker.client, broker.queue_url("default")).values()) == {0}
 
 
 def test_a_failed_large_message_is_dead_lettered_as_its_pointer_and_its_object_stays(
-    broker, digests, mapping, s3, bucket
+    broker, digests, mapping, s3, payload_bucket
 ):
     broker.get_actor("reject").send(blob(2 * MiB))
-    [kept] = object_keys(s3, bucket)
+    [kept] = object_keys(s3, payload_bucket)
 
     [invocation] = mapping.run_until_idle()
 
@@ -91,15 +83,15 @@ def test_a_failed_large_message_is_dead_lettered_as_its_pointer_and_its_object_s
     assert json.loads(dead_body)[0] == POINTER_CLASS
     assert json.loads(dead_body)[1]["s3Key"] == kept
     assert reason["offload.error_type"] == "ValueError"
-    assert object_keys(s3, bucket) == [kept], "the dead letter still has its payload"
+    assert object_keys(s3, payload_bucket) == [kept], "the dead letter still has its payload"
 
 
 def test_a_pointer_to_a_missing_object_is_dead_lettered_with_that_reason_and_not_reported(
-    broker, digests, mapping, s3, bucket
+    broker, digests, mapping, s3, payload_bucket
 ):
     broker.get_actor("measure").send(blob(2 * MiB))
-    [key] = object_keys(s3, bucket)
-    s3.delete_object(Bucket=bucket, Key=key)
+    [key] = object_keys(s3, payload_bucket)
+    s3.delete_object(Bucket=payload_bucket, Key=key)
 
     [invocation] = mapping.run_until_idle()
 
